@@ -1,0 +1,108 @@
+"""Run directories and checkpoints: atomic writes, safe loads.
+
+A run directory holds `config.yaml` (resolved), `spm*.model`, `metrics.jsonl`, `train.log`
+and `checkpoints/{best,last}.pt`. A checkpoint is self-contained: it carries the resolved
+config and the sentencepiece models next to the weights, as tensors and plain Python values
+only, so it loads with `torch.load(weights_only=True)` and cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nmt.errors import CheckpointError
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write `state` to `path` atomically: a kill at any moment leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT_VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load: not a plain nmt checkpoint ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION or "model" not in state:
+        raise CheckpointError(f"{path}: not an nmt checkpoint (format {FORMAT_VERSION})")
+    return state
+
+
+def checkpoint_path(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"{name}.pt"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory means its best checkpoint (else its last); a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best", "last"):
+            if checkpoint_path(path, name).is_file():
+                return checkpoint_path(path, name)
+        raise CheckpointError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run directory")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint")
+    return path
+
+
+def _state_file() -> Path:
+    """Where the most recent run is remembered ($NMT_STATE_DIR, else the XDG state dir)."""
+    base = os.environ.get("NMT_STATE_DIR") or Path(
+        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    ) / "nmt"
+    return Path(base) / "latest_run"
+
+
+def remember_run(run_dir: str | Path) -> None:
+    """Record `run_dir` as the default model of `nmt translate` and `nmt evaluate`."""
+    try:
+        state = _state_file()
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(str(Path(run_dir).resolve()) + "\n", encoding="utf-8")
+    except OSError:
+        pass  # only a convenience: -m still works
+
+
+def latest_run() -> Path:
+    """The run directory most recently trained on this machine."""
+    state = _state_file()
+    try:
+        run = Path(state.read_text(encoding="utf-8").strip())
+    except OSError:
+        raise CheckpointError("no trained run found: train one with `nmt train CONFIG` or pass -m RUN_DIR") from None
+    if not run.is_dir():
+        raise CheckpointError(f"{run}: the most recent run directory is gone; pass -m RUN_DIR")
+    return run

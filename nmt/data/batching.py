@@ -1,0 +1,117 @@
+"""Batches of padded id tensors, built by token count with length bucketing.
+
+Training batches: shuffle the examples with a generator seeded by (seed, epoch), sort each
+pool of about 100 batches by length so that a batch holds sentences of similar length (little
+padding), cut the pool into batches that fit the budget, shuffle the batches.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from nmt.data.tokenizer import BOS, EOS, PAD
+
+POOL_BATCHES = 100  # batches per sorting pool: more means less padding, less randomness
+
+
+@dataclass
+class Batch:
+    """One batch. The source ends with EOS; target input starts with BOS, output ends with EOS.
+
+    src: (B, S) long, PAD-padded;  src_lengths: (B,) long
+    tgt_in: (B, T) long;  tgt_out: (B, T) long, or None when there is no target
+    indices: position of each row in the dataset
+    """
+
+    src: torch.Tensor
+    src_lengths: torch.Tensor
+    tgt_in: torch.Tensor | None
+    tgt_out: torch.Tensor | None
+    indices: list[int]
+
+    @property
+    def n_tgt_tokens(self) -> int:
+        """Target tokens that count in the loss (EOS included, padding not)."""
+        return int((self.tgt_out != PAD).sum()) if self.tgt_out is not None else 0
+
+    def to(self, device: torch.device) -> "Batch":
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out), self.indices)
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def make_batch(src: list[list[int]], tgt: list[list[int]] | None, indices: list[int]) -> Batch:
+    """Pad id lists into a Batch, adding EOS to sources and BOS/EOS to targets."""
+    src_rows = [s + [EOS] for s in src]
+    lengths = torch.tensor([len(r) for r in src_rows], dtype=torch.long)
+    if tgt is None:
+        return Batch(_pad(src_rows), lengths, None, None, indices)
+    return Batch(_pad(src_rows), lengths, _pad([[BOS] + t for t in tgt]), _pad([t + [EOS] for t in tgt]), indices)
+
+
+def _cost(src_len: int, tgt_len: int) -> int:
+    """Padded positions one sentence takes in a batch (EOS/BOS included)."""
+    return max(src_len, tgt_len) + 1
+
+
+def cut_batches(order: list[int], src_lens: list[int], tgt_lens: list[int], size: int, by_tokens: bool) -> list[list[int]]:
+    """Consecutive groups of `order` whose padded size (sentences x longest) fits `size`."""
+    batches, current, longest = [], [], 0
+    for i in order:
+        cost = _cost(src_lens[i], tgt_lens[i])
+        new_longest = max(longest, cost)
+        fits = (len(current) + 1) * new_longest <= size if by_tokens else len(current) < size
+        if current and not fits:
+            batches.append(current)
+            current, new_longest = [], cost
+        current.append(i)
+        longest = new_longest
+    if current:
+        batches.append(current)
+    return batches
+
+
+class BatchSampler:
+    """Epochs of bucketed, shuffled training batches; the order is a function of (seed, epoch)."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]], size: int, by_tokens: bool, seed: int):
+        self.src, self.tgt, self.size, self.by_tokens, self.seed = src, tgt, size, by_tokens, seed
+        self.src_lens = [len(s) for s in src]
+        self.tgt_lens = [len(t) for t in tgt]
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The batches (lists of example indices) of one epoch, in training order."""
+        rng = random.Random(self.seed * 100_003 + epoch)
+        order = list(range(len(self.src)))
+        rng.shuffle(order)
+        mean_cost = sum(map(_cost, self.src_lens, self.tgt_lens)) / max(1, len(order))
+        per_batch = max(1, int(self.size / mean_cost)) if self.by_tokens else self.size
+        pool = per_batch * POOL_BATCHES
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=lambda i: (self.src_lens[i], self.tgt_lens[i]))
+            batches += cut_batches(chunk, self.src_lens, self.tgt_lens, self.size, self.by_tokens)
+        rng.shuffle(batches)
+        return batches
+
+    def batch(self, indices: list[int]) -> Batch:
+        return make_batch([self.src[i] for i in indices], [self.tgt[i] for i in indices], indices)
+
+
+def sorted_batches(src: list[list[int]], tgt: list[list[int]] | None, size: int) -> list[Batch]:
+    """Batches of up to `size` sentences in order of source length, for evaluation and decoding."""
+    order = sorted(range(len(src)), key=lambda i: len(src[i]))
+    out = []
+    for start in range(0, len(order), size):
+        idx = order[start : start + size]
+        out.append(make_batch([src[i] for i in idx], None if tgt is None else [tgt[i] for i in idx], idx))
+    return out

@@ -1,0 +1,35 @@
+"""The few exception types a user sees.
+
+Everything below the CLI raises one of these; `nmt.cli` turns them into a one-line
+message (``nmt: config error: training.lr: expected a positive number, got 'abc'``)
+and a non-zero exit status. Anything else that escapes is a bug in nmt.
+"""
+
+
+class NmtError(Exception):
+    """Base class: a problem with the user's input, not a bug in nmt."""
+
+    kind = "error"
+    exit_code = 1
+
+    def __str__(self) -> str:  # one line, always
+        return " ".join(super().__str__().split())
+
+
+class ConfigError(NmtError):
+    """A config key is unknown, has the wrong type, or an impossible value."""
+
+    kind = "config error"
+    exit_code = 2
+
+
+class DataError(NmtError):
+    """A data file is missing, unreadable, misaligned or not valid text."""
+
+    kind = "data error"
+
+
+class CheckpointError(NmtError):
+    """A run directory or checkpoint is missing, corrupt or incompatible."""
+
+    kind = "checkpoint error"

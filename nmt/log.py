@@ -1,0 +1,48 @@
+"""Training output: messages to stderr and `train.log`, a live progress line on a terminal,
+and metric records appended to `metrics.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class Log:
+    """Writes messages to stderr and the run's log file; metrics to metrics.jsonl."""
+
+    def __init__(self, run_dir: Path):
+        self.file = open(run_dir / "train.log", "a", encoding="utf-8")
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.tty = sys.stderr.isatty()
+        self._progress_shown = False
+
+    def __call__(self, message: str) -> None:
+        """A message line (clears the progress line first)."""
+        if self._progress_shown:
+            sys.stderr.write("\r\033[K")
+            self._progress_shown = False
+        print(message, file=sys.stderr, flush=True)
+        self.file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        self.file.flush()
+
+    def progress(self, text: str, every: bool) -> None:
+        """On a terminal, redraw the progress line; elsewhere, log it when `every` is True."""
+        if self.tty:
+            sys.stderr.write("\r\033[K" + text)
+            sys.stderr.flush()
+            self._progress_shown = True
+        elif every:
+            self(text)
+
+    def record(self, **fields) -> None:
+        """Append one JSON record to metrics.jsonl."""
+        self.metrics.write(json.dumps(fields) + "\n")
+        self.metrics.flush()
+
+    def close(self) -> None:
+        if self._progress_shown:
+            sys.stderr.write("\n")
+        self.file.close()
+        self.metrics.close()

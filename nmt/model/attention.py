@@ -1,0 +1,64 @@
+"""Attention: how much the decoder state s_t looks at each encoder state h_j.
+
+All variants split the work the same way: `keys(enc_out)` runs once per batch (it does not
+depend on the decoder), `forward` runs once per decoder step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def attend(scores: torch.Tensor, src_mask: torch.Tensor, enc_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked softmax over source positions and the weighted sum of encoder states.
+
+    scores: (B, S), src_mask: (B, S) bool (True = real token), enc_out: (B, S, 2H).
+    Returns context c_t = sum_j a_tj h_j: (B, 2H), and the weights a_t: (B, S).
+    """
+    weights = torch.softmax(scores.masked_fill(~src_mask, float("-inf")), dim=-1)
+    context = torch.bmm(weights.unsqueeze(1), enc_out).squeeze(1)
+    return context, weights
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention: e_tj = v^T tanh(W s_t + U h_j)."""
+
+    def __init__(self, query_size: int, key_size: int, attention_size: int):
+        super().__init__()
+        self.W = nn.Linear(query_size, attention_size, bias=False)
+        self.U = nn.Linear(key_size, attention_size, bias=True)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def keys(self, enc_out: torch.Tensor) -> torch.Tensor:
+        """U h_j for every source position: (B, S, 2H) -> (B, S, A)."""
+        return self.U(enc_out)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
+        """query s_t: (B, Hd); keys: (B, S, A). Returns context (B, 2H), weights (B, S)."""
+        scores = self.v(torch.tanh(keys + self.W(query).unsqueeze(1))).squeeze(2)
+        return attend(scores, src_mask, enc_out)
+
+
+class LuongAttention(nn.Module):
+    """Multiplicative attention: e_tj = s_t . h_j (dot) or s_t . W h_j (general)."""
+
+    def __init__(self, query_size: int, key_size: int, kind: str):
+        super().__init__()
+        self.W = nn.Linear(key_size, query_size, bias=False) if kind == "general" else None
+
+    def keys(self, enc_out: torch.Tensor) -> torch.Tensor:
+        """h_j or W h_j: (B, S, 2H) -> (B, S, Hd)."""
+        return enc_out if self.W is None else self.W(enc_out)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
+        """query s_t: (B, Hd); keys: (B, S, Hd). Returns context (B, 2H), weights (B, S)."""
+        scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+        return attend(scores, src_mask, enc_out)
+
+
+def make_attention(kind: str, query_size: int, key_size: int, attention_size: int) -> nn.Module:
+    """`bahdanau`, `luong_dot` or `luong_general`."""
+    if kind == "bahdanau":
+        return BahdanauAttention(query_size, key_size, attention_size)
+    return LuongAttention(query_size, key_size, kind.removeprefix("luong_"))

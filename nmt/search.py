@@ -1,0 +1,187 @@
+"""Search: greedy and beam search with length normalisation, batched over sentences.
+
+A hypothesis y_1..y_T ends with EOS (counted in T). Beam search ranks finished hypotheses by
+
+    score(y) = (1 / lp(T)) * sum_t log P(y_t | y_<t, x),   lp(T) = T^alpha            ("average")
+                                                           lp(T) = ((5 + T) / 6)^alpha  ("gnmt")
+
+so alpha = 0 is the raw log-probability and alpha = 1 the per-token average. A sentence may
+produce at most `max_len` tokens before EOS; the step after that allows only EOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nmt.data.tokenizer import BOS, EOS, PAD
+from nmt.model import Seq2Seq
+
+
+@dataclass
+class Hypothesis:
+    """One output: tokens without EOS, its summed log-probability, its normalised score,
+    and (on request) the attention weights, one row per output token incl. EOS: (T, S)."""
+
+    tokens: list[int]
+    log_prob: float
+    score: float
+    attention: torch.Tensor | None = None
+
+
+def length_penalty(length: int | torch.Tensor, alpha: float, kind: str = "average"):
+    """lp(T): T^alpha or ((5 + T) / 6)^alpha."""
+    if kind == "gnmt":
+        return ((5 + length) / 6) ** alpha
+    return length**alpha
+
+
+def max_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.Tensor:
+    """Most tokens (before EOS) each output may have: ratio * source length + offset, (B,) long."""
+    return (src_lengths.float() * ratio).long() + offset
+
+
+def _only_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """log_probs (N, V) with every token but EOS forbidden in rows where `rows` (N,) is True."""
+    forced = torch.full_like(log_probs, float("-inf"))
+    forced[:, EOS] = 0.0
+    return torch.where(rows.unsqueeze(1), forced, log_probs)
+
+
+def _forbid_specials(log_probs: torch.Tensor) -> torch.Tensor:
+    log_probs[:, PAD] = float("-inf")
+    log_probs[:, BOS] = float("-inf")
+    return log_probs
+
+
+@torch.inference_mode()
+def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
+           alpha: float = 0.0, kind: str = "average", return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Pick the most probable token at every step. src: (B, S); max_len: (B,). One hypothesis each."""
+    memory, state = model.encode(src, src_lengths)
+    B = src.size(0)
+    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    tokens, attn = [], []
+    log_prob = torch.zeros(B, device=src.device)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    for t in range(int(max_len.max()) + 1):
+        log_probs, state, weights = model.step(prev, memory, state)
+        log_probs = _only_eos(_forbid_specials(log_probs), max_len.to(src.device) <= t)
+        best, prev = log_probs.max(dim=-1)
+        prev = prev.masked_fill(done, PAD)
+        log_prob += best.masked_fill(done, 0.0)
+        tokens.append(prev)
+        if return_attention:
+            attn.append(weights)
+        done |= prev == EOS
+        if done.all():
+            break
+    tokens = torch.stack(tokens, dim=1).tolist()
+    attn = torch.stack(attn, dim=1) if return_attention else None  # (B, T, S)
+    results = []
+    for b in range(B):
+        T = tokens[b].index(EOS) + 1
+        a = attn[b, :T, : int(src_lengths[b])] if return_attention else None
+        lp = float(log_prob[b])
+        results.append([Hypothesis(tokens[b][: T - 1], lp, lp / length_penalty(T, alpha, kind), a)])
+    return results
+
+
+@torch.inference_mode()
+def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
+                beam_size: int, alpha: float = 1.0, kind: str = "average", n_best: int = 1,
+                return_attention: bool = False) -> list[list[Hypothesis]]:
+    """Beam search over a batch of B sentences with K = beam_size hypotheses each.
+
+    Each step ranks the K*V extensions of every sentence's beam by summed log-probability and
+    looks at the best 2K. Among the best K of those, an extension ending in EOS is a finished
+    hypothesis (scored with the length penalty); the K best extensions that do not end in EOS
+    form the next beam. A sentence is done, and leaves the batch, when it reached its maximum
+    length or when it has K finished hypotheses and its best unfinished one, ended now, would
+    score no better than the worst of them (see `_settled`). Returns the n_best finished
+    hypotheses of each sentence, best first.
+    """
+    K, device = beam_size, src.device
+    memory, state = model.encode(src, src_lengths)
+    B = src.size(0)
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence of each row
+    memory, state = memory.select(rows), state.select(rows)
+    active = list(range(B))  # original sentence index of each active sentence
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # start from one hypothesis per sentence
+    history = torch.full((B * K, 0), BOS, dtype=torch.long, device=device)
+    attn_history = [] if return_attention else None
+    prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    limit = max_len.to(device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    t = 0
+    while active:
+        t += 1
+        n = len(active)
+        log_probs, state, weights = model.step(prev, memory, state)
+        log_probs = _forbid_specials(log_probs)
+        log_probs = _only_eos(log_probs, (limit < t).repeat_interleave(K))
+        V = log_probs.size(-1)
+        candidates = (scores.unsqueeze(2) + log_probs.view(n, K, V)).view(n, K * V)
+        top_scores, top_ids = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)
+        top_beam, top_token = top_ids // V, top_ids % V
+        flat_beam = top_beam + torch.arange(n, device=device).unsqueeze(1) * K  # row in the batch
+
+        if return_attention:
+            attn_history.append(weights)  # every entry is aligned with the current rows
+        # finished hypotheses: EOS among the best K, with a finite score
+        is_eos = (top_token == EOS) & torch.isfinite(top_scores)
+        is_eos[:, K:] = False
+        for i, r in is_eos.nonzero().tolist():
+            row = int(flat_beam[i, r])
+            lp = float(top_scores[i, r])
+            att = None
+            if return_attention:
+                S = int(src_lengths[active[i]])
+                att = torch.stack([a[row] for a in attn_history])[:, :S]
+            finished[active[i]].append(
+                Hypothesis(history[row].tolist(), lp, lp / length_penalty(t, alpha, kind), att)
+            )
+
+        # the next beam: the K best extensions that do not end in EOS
+        alive_scores = top_scores.masked_fill(top_token == EOS, float("-inf"))
+        alive_scores, pick = alive_scores.topk(K, dim=1)  # (n, K)
+        scores = alive_scores
+        chosen_rows = flat_beam.gather(1, pick).view(-1)
+        prev = top_token.gather(1, pick).view(-1)
+        history = torch.cat([history[chosen_rows], prev.unsqueeze(1)], dim=1)
+        memory, state = memory.select(chosen_rows), state.select(chosen_rows)
+        if return_attention:
+            attn_history = [a[chosen_rows] for a in attn_history]
+
+        # drop sentences that are done
+        best_alive = scores[:, 0].tolist()
+        keep = [i for i, b in enumerate(active)
+                if t <= int(limit[i]) and not _settled(finished[b], best_alive[i], t + 1, K, alpha, kind)]
+        if len(keep) < n:
+            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
+            keep_rows = (keep_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            active = [active[i] for i in keep]
+            scores, limit = scores[keep_t], limit[keep_t]
+            prev, history = prev[keep_rows], history[keep_rows]
+            memory, state = memory.select(keep_rows), state.select(keep_rows)
+            if return_attention:
+                attn_history = [a[keep_rows] for a in attn_history]
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+
+def _settled(finished: list[Hypothesis], best_alive: float, length: int, K: int, alpha: float, kind: str) -> bool:
+    """Whether a sentence's search can stop: it has K finished hypotheses and its best
+    unfinished one (summed log-prob `best_alive`), if it ended with EOS as token number
+    `length`, would not beat the worst of the K best finished ones. Keeps the K best.
+
+    Exact for alpha = 0, where scores only fall as hypotheses grow; with alpha > 0 a longer
+    hypothesis can still overtake, so this is the usual heuristic bound.
+    """
+    if len(finished) < K:
+        return False
+    finished.sort(key=lambda h: -h.score)
+    del finished[K:]
+    return best_alive / length_penalty(length, alpha, kind) <= finished[-1].score

@@ -1,0 +1,201 @@
+"""nmt.metrics must print what the sacrebleu CLI prints, and its BLEU pieces must add up."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmt.errors import DataError
+from nmt.metrics import (
+    bleu,
+    check_aligned,
+    cli_json,
+    format_report,
+    json_report,
+    read_lines,
+    score_files,
+)
+
+# The first 24 lines of Multi30k val.en (shared/data/multi30k/val.en.gz), kept
+# here so the test does not depend on the data directory.
+REFS = """\
+A group of men are loading cotton onto a truck
+A man sleeping in a green room on a couch.
+A boy wearing headphones sits on a woman's shoulders.
+Two men setting up a blue ice fishing hut on an iced over lake
+A balding man wearing a red life jacket is sitting in a small boat.
+A lady in a red coat, holding a bluish hand bag likely of asian descent, jumping off the ground for a snapshot.
+A brown dog is running after the black dog.
+A young boy wearing a Giants jersey swings a baseball bat at an incoming pitch.
+A man in a cluttered office is using the telephone
+A smiling woman in a peach tank top stands holding a mountain bike
+A young child is standing alone on some jagged rocks.
+A person on a snowmobile in mid jump.
+Three young children stand around a blue and white barrel.
+A woman is sitting by her dried flower display at an outside market.
+A female playing a song on her violin.
+Three people on two dirt-bikes and one four-wheeler are riding through brown grass.
+A half naked man is sleeping on his chair outdoors.
+A group of people standing in front of a hut in a parking lot.
+A young woman is making rugs in the rain forest
+Three girls make faces as one takes a drink while they stand in a busy street.
+A single man in a black t-shirt standing above the crowd at a busy bar.
+Woman and man walking across wooden rope bridge with a caution sign beside it.
+A man in a skirt is jumping while juggling knives.
+An Asian girl in a green hat and apron is serving drinks on a tray.
+""".splitlines()
+
+SWAPS = {"A": "The", "a": "the", "man": "guy", "woman": "lady", "young": "little",
+         "is": "was", "in": "inside", "on": "upon", "standing": "stands", "Three": "3"}
+
+
+def perturb(line: str, rng: random.Random, p: float) -> str:
+    """A 'system output': swap/drop some words, sometimes lose the final period."""
+    words = []
+    for w in line.split():
+        r = rng.random()
+        if r < p / 3:
+            continue  # dropped
+        words.append(SWAPS.get(w, w) if r < p else w)
+    if rng.random() < 0.3:
+        words.append("here")
+    out = " ".join(words)
+    return out.rstrip(".") if rng.random() < 0.5 else out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    rng = random.Random(13)
+    d = tmp_path_factory.mktemp("bleu")
+    hyps = [perturb(r, rng, 0.35) for r in REFS]
+    hyps[3] += "  \t"  # trailing whitespace: the CLI rstrips, so must we
+    ref2 = [perturb(r, rng, 0.2) for r in REFS]
+    paths = {"hyp": d / "hyp.txt", "ref1": d / "ref1.en", "ref2": d / "ref2.en",
+             "hyp_gz": d / "hyp.txt.gz"}
+    paths["hyp"].write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    paths["ref1"].write_text("\n".join(REFS) + "\n", encoding="utf-8")
+    # CRLF and no final newline in the second reference: handled like the CLI.
+    paths["ref2"].write_bytes("\r\n".join(ref2).encode("utf-8"))
+    with gzip.open(paths["hyp_gz"], "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(hyps) + "\n")
+    return paths
+
+
+def sacrebleu_cli(
+    refs: list[Path], hyp: Path, *args: str, metrics: tuple[str, ...] = ("bleu", "chrf", "ter")
+) -> str:
+    """stdout of the sacrebleu command line on these files."""
+    exe = shutil.which("sacrebleu")
+    cmd = [exe] if exe else [sys.executable, "-m", "sacrebleu"]
+    cmd += [str(r) for r in refs] + ["-i", str(hyp), "-m", *metrics, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return proc.stdout
+
+
+REF_SETS = {"1ref": ["ref1"], "2refs": ["ref1", "ref2"]}
+
+
+@pytest.mark.parametrize("refs", REF_SETS.values(), ids=REF_SETS.keys())
+def test_json_matches_cli(corpus: dict[str, Path], refs: list[str]) -> None:
+    ref_paths = [corpus[r] for r in refs]
+    result = score_files(corpus["hyp"], ref_paths, chrf=True, ter=True)
+    for width in (1, 4):  # 1 is the CLI default
+        cli = json.loads(sacrebleu_cli(ref_paths, corpus["hyp"], "-f", "json", "-w", str(width)))
+        ours = [cli_json(result[k], width) for k in ("bleu", "chrf", "ter")]
+        assert ours == cli  # same name, rounded score, signature, verbose part, fields
+        full = json_report(result, width)
+        for key, c in zip(("bleu", "chrf", "ter"), cli):
+            assert {k: full[key][k] for k in c} == c
+            assert round(full[key]["exact_score"], width) == pytest.approx(c["score"])
+    assert result["bleu"].signature.startswith(f"nrefs:{len(refs)}|")
+    json.dumps(json_report(result))  # serialisable
+
+
+@pytest.mark.parametrize("refs", REF_SETS.values(), ids=REF_SETS.keys())
+def test_text_matches_cli(corpus: dict[str, Path], refs: list[str]) -> None:
+    ref_paths = [corpus[r] for r in refs]
+    cli = sacrebleu_cli(ref_paths, corpus["hyp"], "-f", "text").rstrip("\n").split("\n")
+    report = format_report(score_files(corpus["hyp"], ref_paths, chrf=True, ter=True))
+    assert report.split("\n")[:3] == cli
+    assert "BLEU = BP * exp(sum_n 1/4 log p_n)" in report
+    # BLEU alone: exactly the CLI's single line
+    cli1 = sacrebleu_cli(ref_paths, corpus["hyp"], "-f", "text", metrics=("bleu",))
+    only_bleu = format_report(score_files(corpus["hyp"], ref_paths)).split("\n")[0]
+    assert only_bleu == cli1.rstrip("\n")
+
+
+def test_bleu_pieces_add_up(corpus: dict[str, Path]) -> None:
+    for refs in REF_SETS.values():
+        b = score_files(corpus["hyp"], [corpus[r] for r in refs])["bleu"]
+        assert len(b.precisions) == len(b.counts) == len(b.totals) == 4
+        assert all(c > 0 for c in b.counts)  # so no smoothing is involved
+        for p, c, t in zip(b.precisions, b.counts, b.totals):
+            assert p == pytest.approx(100 * c / t, abs=1e-9)
+        c, r = b.sys_len, b.ref_len
+        assert b.ratio == pytest.approx(c / r)
+        assert b.bp == pytest.approx(min(1.0, math.exp(1 - r / c)), abs=1e-12)
+        recomputed = 100 * b.bp * math.exp(sum(math.log(p / 100) for p in b.precisions) / 4)
+        assert abs(recomputed - b.score) < 1e-6
+        assert 0 < b.bp < 1  # the fixture's hypotheses are shorter than the references
+
+
+def test_zero_precision_report_does_not_crash() -> None:
+    b = bleu(["a b c d e", "x y"], [["a b z d e", "x y"]])
+    assert b.counts[3] == 0
+    text = format_report({"bleu": b})
+    assert "exp-smoothed" in text
+
+
+def test_line_count_mismatch_names_both_files(corpus: dict[str, Path], tmp_path: Path) -> None:
+    short = tmp_path / "short.ref"
+    short.write_text("\n".join(REFS[:-2]) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        score_files(corpus["hyp"], [corpus["ref1"], short])
+    msg = str(err.value)
+    assert str(corpus["hyp"]) in msg and str(short) in msg
+    assert str(len(REFS)) in msg and str(len(REFS) - 2) in msg
+    with pytest.raises(DataError):
+        check_aligned(["a"], [["a", "b"]])
+    with pytest.raises(DataError):
+        check_aligned([], [[]])
+
+
+def test_gz_hypothesis(corpus: dict[str, Path]) -> None:
+    refs = [corpus["ref1"], corpus["ref2"]]
+    assert read_lines(corpus["hyp_gz"]) == read_lines(corpus["hyp"])
+    plain = score_files(corpus["hyp"], refs, ter=True)
+    gz = score_files(corpus["hyp_gz"], refs, ter=True)
+    assert gz["bleu"] == plain["bleu"] and gz["ter"] == plain["ter"]
+    cli = json.loads(sacrebleu_cli(refs, corpus["hyp_gz"], "-f", "json", metrics=("bleu",)))
+    assert cli_json(gz["bleu"]) == cli
+
+
+def test_read_lines(tmp_path: Path) -> None:
+    f = tmp_path / "x.txt"
+    f.write_bytes(b"one\r\ntwo  \n\nthree\x0bfour\nlast")
+    assert read_lines(f) == ["one", "two  ", "", "three\x0bfour", "last"]
+    f.write_bytes(b"")
+    assert read_lines(f) == []
+
+    with pytest.raises(DataError, match="nope.txt"):
+        read_lines(tmp_path / "nope.txt")
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\nfine\nbro\xffken\n")
+    with pytest.raises(DataError) as err:
+        read_lines(bad)
+    assert "bad.txt" in str(err.value) and "line 3" in str(err.value)
+    assert "\n" not in str(err.value)
+
+    notgz = tmp_path / "plain.gz"
+    notgz.write_bytes(b"not gzip\n")
+    with pytest.raises(DataError, match="plain.gz"):
+        read_lines(notgz)
