@@ -2,19 +2,29 @@
 
 Library API (the CLI in nmt.cli is a thin layer over it):
 
-    from nmt import Translator, train, load_config
-    run_dir = train("configs/dates.yaml")
-    tr = Translator.load(run_dir)
-    tr.translate(["3 May 1979"], beam=3)            # ['1979-05-03']
+    import nmt
+    run_dir = nmt.train("configs/dates.yaml")
+    tr = nmt.Translator.load(run_dir)
+    tr.translate(["3 May 1979"], beam=3)                          # ['1979-05-03']
     tr.search(["3 May 1979"], beam=3, n_best=2, attention=True)   # scores, pieces, attention
+
+The names below are imported on first use, so `nmt bleu` starts without loading torch.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from nmt.config import Config, load_config
-from nmt.errors import CheckpointError, ConfigError, DataError, NmtError
-from nmt.train import train
-from nmt.translate import Translation, Translator
+_EXPORTS = {
+    "Config": "nmt.config", "load_config": "nmt.config",
+    "train": "nmt.training", "Translator": "nmt.translate", "Translation": "nmt.translate",
+    "NmtError": "nmt.errors", "ConfigError": "nmt.errors", "DataError": "nmt.errors",
+    "CheckpointError": "nmt.errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
 
-__all__ = ["Config", "load_config", "train", "Translator", "Translation",
-           "NmtError", "ConfigError", "DataError", "CheckpointError", "__version__"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nmt' has no attribute {name!r}")

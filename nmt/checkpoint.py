@@ -10,38 +10,26 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nmt.errors import CheckpointError
+from nmt.files import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT_VERSION = 1
+
+
+REQUIRED_KEYS = ("config", "tokenizers", "model")
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write `state` to `path` atomically: a kill at any moment leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -51,13 +39,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: not a plain nmt checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused to load: it holds Python objects other than tensors "
+                              "and plain values, which could run code (not an nmt checkpoint)") from None
+    except Exception as e:  # noqa: BLE001 - any failure of the safe unpickler means a bad file
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION or "model" not in state:
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an nmt checkpoint (format {FORMAT_VERSION})")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
     return state
 
 

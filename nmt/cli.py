@@ -1,6 +1,6 @@
 """The `nmt` command: argument parsing, files and streams, one-line errors and exit codes.
 
-Everything here is a thin layer over the library (nmt.train, nmt.translate, nmt.evaluate,
+Everything here is a thin layer over the library (nmt.training, nmt.translate, nmt.evaluate,
 nmt.metrics). Library code raises NmtError subclasses; `main` prints them as one line,
 `nmt: <kind>: <message>`, and exits with their code (2 for config errors, 1 otherwise).
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from nmt import __version__
@@ -20,45 +18,29 @@ from nmt.errors import DataError, NmtError
 
 def _read_input(path: str | None) -> list[str]:
     """Lines of a file, or of stdin for None/'-'; line endings removed, checked as UTF-8."""
-    from nmt.data.corpus import read_lines
+    from nmt.data.corpus import decode_lines, read_lines
 
     if path and path != "-":
         return read_lines(path)
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"<stdin>: line {line}: invalid UTF-8 (byte 0x{data[e.start]:02x})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
 def _write_output(path: str | None, lines: list[str]) -> None:
     """Write lines to stdout, or to a file atomically (never half-written)."""
-    text = "".join(line + "\n" for line in lines)
-    if not path or path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    if path and path != "-":
+        from nmt.files import write_lines
+
+        write_lines(path, lines)
         return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 # --- subcommands ----------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nmt.train import train
+    from nmt.training import train
 
     train(args.config, args.set, overwrite=args.overwrite)
     return 0

@@ -10,6 +10,7 @@ by the tests.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,10 +23,18 @@ from nmt.errors import ConfigError
 
 # --- value checks used in field metadata ----------------------------------------------
 
-POSITIVE = ("positive", lambda x: x > 0, "a positive number")
-NON_NEGATIVE = ("non-negative", lambda x: x >= 0, "a number >= 0")
-PROBABILITY = ("probability", lambda x: 0 <= x < 1, "a number in [0, 1)")
-AT_LEAST_ONE = ("at-least-one", lambda x: x >= 1, "an integer >= 1")
+# (predicate, what is expected of a float field, of an int field)
+POSITIVE = (lambda x: x > 0, "a positive number", "a positive integer")
+NON_NEGATIVE = (lambda x: x >= 0, "a number >= 0", "an integer >= 0")
+PROBABILITY = (lambda x: 0 <= x < 1, "a number in [0, 1)", "")
+AT_LEAST_ONE = (lambda x: x >= 1, "a number >= 1", "an integer >= 1")
+FRACTION = (lambda x: 0 < x < 1, "a number in (0, 1)", "")
+COVERAGE = (lambda x: 0 < x <= 1, "a number in (0, 1]", "")
+
+
+def _expected(check: tuple, tp: Any) -> str:
+    """The words for what a checked field accepts."""
+    return check[2] if tp is int else check[1]
 
 
 def _f(default: Any, check: tuple | None = None, help: str = "") -> Any:
@@ -62,7 +71,7 @@ class TokenizerConfig:
     model: Optional[str] = _f(None, help="existing joint .model file (skips training)")
     src_model: Optional[str] = _f(None, help="existing source .model (joint: false)")
     tgt_model: Optional[str] = _f(None, help="existing target .model (joint: false)")
-    character_coverage: float = _f(1.0, POSITIVE)
+    character_coverage: float = _f(1.0, COVERAGE, "fraction of characters the model covers")
     split_digits: bool = _f(False, help="one piece per digit (good for numbers and dates)")
     max_sentences: int = _f(1_000_000, AT_LEAST_ONE, "sample at most this many lines to train on")
 
@@ -98,7 +107,7 @@ class TrainingConfig:
     batch_type: Literal["tokens", "sentences"] = _f("tokens")
     lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "linear"] = _f("plateau")
     warmup_steps: int = _f(0, NON_NEGATIVE, "linear warmup before the schedule")
-    plateau_factor: float = _f(0.5, PROBABILITY, "plateau: lr *= factor when dev stalls")
+    plateau_factor: float = _f(0.5, FRACTION, "plateau: lr *= factor when dev stalls")
     plateau_patience: int = _f(2, NON_NEGATIVE, "plateau: validations without gain")
     min_lr: float = _f(1e-5, NON_NEGATIVE)
     max_steps: int = _f(0, NON_NEGATIVE, "0 means no limit")
@@ -180,13 +189,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        try:  # strings too: YAML 1.1 reads 1e-3 as a string
+            number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+        except (ValueError, OverflowError):
+            number = None
+        if number is not None and math.isfinite(number):
+            return number
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -212,10 +220,15 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             continue
         if value is None and typing.get_origin(tp) not in (typing.Union, types.UnionType):
             raise ConfigError(f"{path}: expected {_describe(tp)}, got nothing")
-        value = _coerce(value, tp, path)
         check = fields[key].metadata.get("check")
-        if check is not None and value is not None and not check[1](value):
-            raise ConfigError(f"{path}: expected {check[2]}, got {value!r}")
+        try:
+            value = _coerce(value, tp, path)
+        except ConfigError:
+            if check is None:
+                raise
+            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {value!r}") from None
+        if check is not None and value is not None and not check[0](value):
+            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {value!r}")
         values[key] = value
     return cls(**values)
 
@@ -264,7 +277,9 @@ def config_from_dict(raw: Any, overrides: list[str] | tuple[str, ...] = ()) -> C
         path, value = _parse_override(item)
         node = raw
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or a section left empty in the file
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item}: {part} is not a section")
         node[path[-1]] = value
@@ -301,6 +316,32 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
 
 
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def reference_yaml() -> str:
+    """Every key with its default, allowed values and meaning: `configs/reference.yaml`."""
+    lines = ["# nmt reference config: every key, its default and what it means.",
+             "# Generated from nmt/config.py (nmt.config.reference_yaml); a test keeps them equal.",
+             "# a config file only needs the keys it changes.", ""]
+
+    def section(cls: type, indent: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                lines.append(f"{indent}{f.name}:  # {tp.__doc__.splitlines()[0]}")
+                section(tp, indent + "  ")
+                continue
+            check = f.metadata.get("check")
+            notes = [_describe(tp) if check is None else _expected(check, tp), f.metadata.get("help", "")]
+            lines.append(f"{indent}{f.name}: {_yaml_value(f.default)}  # " + "; ".join(n for n in notes if n))
+
+    section(Config, "")
+    return "\n".join(lines) + "\n"
+
+
 def resolve_device(name: str) -> "torch.device":
     """The torch device for config key `device`: auto picks CUDA when there is one."""
     import torch
@@ -310,3 +351,4 @@ def resolve_device(name: str) -> "torch.device":
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nmt import metrics
 from nmt.data.corpus import read_parallel
+from nmt.files import write_lines
 from nmt.translate import Translator
 
 
@@ -41,5 +42,5 @@ def evaluate_split(translator: Translator, prefix: str, out_path: Path | None = 
     src, refs = read_parallel(prefix, d.src_lang, d.tgt_lang)
     hyps = translator.translate(src, beam, alpha)
     if out_path is not None:
-        out_path.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        write_lines(out_path, hyps)
     return score(hyps, refs), src, refs, hyps

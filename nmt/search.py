@@ -43,9 +43,11 @@ def max_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.T
 
 
 def _only_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """log_probs (N, V) with every token but EOS forbidden in rows where `rows` (N,) is True."""
+    """log_probs (N, V) with every token but EOS forbidden in rows where `rows` (N,) is True.
+
+    The forced EOS keeps the model's log-probability, so scores stay the model's scores."""
     forced = torch.full_like(log_probs, float("-inf"))
-    forced[:, EOS] = 0.0
+    forced[:, EOS] = log_probs[:, EOS]
     return torch.where(rows.unsqueeze(1), forced, log_probs)
 
 
@@ -98,9 +100,9 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
     looks at the best 2K. Among the best K of those, an extension ending in EOS is a finished
     hypothesis (scored with the length penalty); the K best extensions that do not end in EOS
     form the next beam. A sentence is done, and leaves the batch, when it reached its maximum
-    length or when it has K finished hypotheses and its best unfinished one, ended now, would
-    score no better than the worst of them (see `_settled`). Returns the n_best finished
-    hypotheses of each sentence, best first.
+    length or when it has K finished hypotheses and its best unfinished one is no more probable
+    than any of them (see `_settled`). Returns the n_best finished hypotheses of each sentence,
+    best first.
     """
     K, device = beam_size, src.device
     memory, state = model.encode(src, src_lengths)
@@ -158,7 +160,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
         # drop sentences that are done
         best_alive = scores[:, 0].tolist()
         keep = [i for i, b in enumerate(active)
-                if t <= int(limit[i]) and not _settled(finished[b], best_alive[i], t + 1, K, alpha, kind)]
+                if t <= int(limit[i]) and not _settled(finished[b], best_alive[i], K)]
         if len(keep) < n:
             keep_t = torch.tensor(keep, dtype=torch.long, device=device)
             keep_rows = (keep_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
@@ -172,16 +174,17 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
 
 
 
-def _settled(finished: list[Hypothesis], best_alive: float, length: int, K: int, alpha: float, kind: str) -> bool:
+def _settled(finished: list[Hypothesis], best_alive: float, K: int) -> bool:
     """Whether a sentence's search can stop: it has K finished hypotheses and its best
-    unfinished one (summed log-prob `best_alive`), if it ended with EOS as token number
-    `length`, would not beat the worst of the K best finished ones. Keeps the K best.
+    unfinished one (summed log-prob `best_alive`) is already no more probable than each of
+    the K best finished ones. Keeps only the K best finished hypotheses.
 
-    Exact for alpha = 0, where scores only fall as hypotheses grow; with alpha > 0 a longer
-    hypothesis can still overtake, so this is the usual heuristic bound.
+    Exact for alpha = 0, where log-probabilities only fall as hypotheses grow. With alpha > 0 a
+    longer hypothesis could still win on the normalised score; stopping here is the usual
+    heuristic, and it makes a beam of one exactly greedy search.
     """
     if len(finished) < K:
         return False
     finished.sort(key=lambda h: -h.score)
     del finished[K:]
-    return best_alive / length_penalty(length, alpha, kind) <= finished[-1].score
+    return best_alive <= min(h.log_prob for h in finished)

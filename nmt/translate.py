@@ -43,13 +43,16 @@ class Translator:
     def from_checkpoint(cls, state: dict, device: str = "auto") -> "Translator":
         """Build from a loaded checkpoint dict (see nmt.checkpoint)."""
         cfg = config_from_dict(state["config"])
-        src_tok = Tokenizer(state["tokenizers"]["src"])
-        tgt_tok = src_tok if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
+        try:
+            src_tok = Tokenizer(state["tokenizers"]["src"])
+            tgt_tok = src_tok if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
+        except (RuntimeError, TypeError, KeyError):
+            raise CheckpointError("its sentencepiece models are missing or corrupt") from None
         model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
         try:
             model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise CheckpointError(f"the checkpoint's weights do not fit its config ({str(e).splitlines()[0]})") from None
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"its weights do not fit its config ({str(e).splitlines()[0]})") from None
         dev = resolve_device(device)
         return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
 
@@ -57,8 +60,9 @@ class Translator:
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Translator":
         """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run."""
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
+        state = load_checkpoint(ckpt)  # its errors name the file
         try:
-            return cls.from_checkpoint(load_checkpoint(ckpt), device)
+            return cls.from_checkpoint(state, device)
         except (ConfigError, CheckpointError) as e:
             raise CheckpointError(f"{ckpt}: {e}") from None
 
@@ -73,7 +77,7 @@ class Translator:
         if n_best > beam:
             raise ConfigError(f"n_best: expected at most the beam size ({beam}), got {n_best}")
         ids = self.src_tok.encode(list(lines))
-        results: list[list[Translation]] = [[Translation("", 0.0, 0.0, [], [])] for _ in lines]
+        results: list[list[Translation]] = [[Translation("", 0.0, 0.0, [], [])] * n_best for _ in lines]
         todo = [i for i, line in enumerate(lines) if line.strip()]
         for batch in sorted_batches([ids[i] for i in todo], None, d.batch_size):
             src, lengths = batch.src.to(self.device), batch.src_lengths

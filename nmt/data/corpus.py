@@ -41,6 +41,11 @@ def read_lines(path: str | Path) -> list[str]:
         raise DataError(f"{name}: not a valid gzip file ({e})") from None
     except OSError as e:
         raise DataError(f"{name}: cannot read ({e.strerror or e})") from None
+    return decode_lines(data, name)
+
+
+def decode_lines(data: bytes, name: str) -> list[str]:
+    """Bytes of UTF-8 text -> lines without '\\n' or '\\r\\n'; bad UTF-8 names `name` and the line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

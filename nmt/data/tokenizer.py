@@ -62,6 +62,16 @@ def train_tokenizer(lines: list[str], cfg: TokenizerConfig, seed: int) -> Tokeni
     if len(lines) > cfg.max_sentences:
         lines = random.Random(seed).sample(lines, cfg.max_sentences)
     proto = io.BytesIO()
+    try:
+        _train_spm(lines, proto, cfg)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else "training failed"
+        raise ConfigError(f"tokenizer.vocab_size: sentencepiece cannot train with {cfg.vocab_size} "
+                          f"pieces on this data ({reason})") from None
+    return Tokenizer(proto.getvalue())
+
+
+def _train_spm(lines: list[str], proto: io.BytesIO, cfg: TokenizerConfig) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=proto,
@@ -74,7 +84,6 @@ def train_tokenizer(lines: list[str], cfg: TokenizerConfig, seed: int) -> Tokeni
         num_threads=1,  # deterministic
         minloglevel=2,
     )
-    return Tokenizer(proto.getvalue())
 
 
 def build_tokenizers(

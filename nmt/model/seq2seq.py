@@ -32,7 +32,8 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src: (B, S) long, src_lengths: (B,). Returns the decoder's memory and initial state."""
         enc_out, final = self.encoder(self.dropout(self.src_embed(src)), src_lengths)
-        memory = Memory(enc_out, self.decoder.attention.keys(enc_out), src != PAD)
+        src_mask = torch.arange(src.size(1), device=src.device) < src_lengths.to(src.device).unsqueeze(1)
+        memory = Memory(enc_out, self.decoder.attention.keys(enc_out), src_mask)
         return memory, self.decoder.init_state(final)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:

@@ -222,7 +222,8 @@ class Trainer:
     def run(self) -> None:
         """Train until a stopping rule fires; validate and save at the end."""
         n_params = sum(p.numel() for p in self.model.parameters())
-        self.log(f"model: {n_params:,} parameters; device {self.device}; {torch.get_num_threads()} threads")
+        self.log(f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}, "
+                 f"{torch.get_num_threads()} threads")
         reason, last_valid, window_loss, window_tokens, window_start = None, -1, 0.0, 0, time.time()
         while reason is None:
             if self.t.max_epochs and self.epoch >= self.t.max_epochs:
@@ -259,13 +260,13 @@ class Trainer:
 def _start_run_dir(cfg: Config, overwrite: bool) -> Path:
     """Create the run directory; refuse to mix two runs in one unless told to overwrite."""
     run_dir = Path(cfg.run_dir)
-    if (run_dir / CHECKPOINT_DIR).exists() or (run_dir / "metrics.jsonl").exists():
-        if not overwrite:
-            raise ConfigError(f"run_dir: {run_dir} holds a run already; pass --overwrite to replace it "
-                              "or set another run_dir (--set run_dir=...)")
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
+    if any((run_dir / CHECKPOINT_DIR).glob("*.pt")) and not overwrite:
+        raise ConfigError(f"run_dir: {run_dir} holds a run already; pass --overwrite to replace it "
+                          "or set another run_dir (--set run_dir=...)")
+    # a replaced run, or an attempt that failed before its first checkpoint
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -280,7 +281,6 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
         torch.manual_seed(cfg.seed)
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
-        log(f"run {cfg.name}: {run_dir}")
         src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log)
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizers(src_tok, tgt_tok, run_dir)

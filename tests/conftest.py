@@ -1,0 +1,94 @@
+"""Shared test set-up: a private NMT_STATE_DIR for every test, and a runner for the `nmt` CLI.
+
+The CLI remembers the latest trained run in `$NMT_STATE_DIR/latest_run`; no test may touch
+the user's real state directory, so the variable always points into pytest's tmp space:
+for the whole session (module- and session-scoped fixtures included) and, per test, to that
+test's own tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_state_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Before anything else runs: NMT_STATE_DIR in tmp for the whole session."""
+    old = os.environ.get("NMT_STATE_DIR")
+    os.environ["NMT_STATE_DIR"] = str(tmp_path_factory.mktemp("nmt-state-session"))
+    yield
+    if old is None:
+        os.environ.pop("NMT_STATE_DIR", None)
+    else:
+        os.environ["NMT_STATE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test: NMT_STATE_DIR in its own tmp dir (a test cannot see another's latest run)."""
+    state = tmp_path / "nmt-state"
+    monkeypatch.setenv("NMT_STATE_DIR", str(state))
+    return state
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def nmt_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """Run `python -m nmt ARGS` in the repo root; returns the CompletedProcess (bytes or text).
+
+    state_dir: NMT_STATE_DIR for the child (default: the current test's, read at call time).
+    input: str or bytes for stdin (bytes gives bytes back).
+    """
+
+    def run(*args: str, input: str | bytes | None = None, state_dir: str | Path | None = None,
+            timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env["NMT_STATE_DIR"] = str(state_dir) if state_dir is not None else os.environ["NMT_STATE_DIR"]
+        env.pop("PYTHONWARNINGS", None)
+        text = not isinstance(input, bytes)
+        return subprocess.run(
+            [sys.executable, "-m", "nmt", *map(str, args)],
+            input=input if input is not None else ("" if text else b""),
+            capture_output=True, text=text, encoding="utf-8" if text else None,
+            cwd=str(cwd or REPO_ROOT), env=env, timeout=timeout,
+        )
+
+    return run
+
+
+def check_one_line_error(result: subprocess.CompletedProcess, kind: str, exit_code: int,
+                         only_line: bool = True) -> str:
+    """Assert the user-facing error format; return the message after `nmt: KIND: `.
+
+    only_line: stderr is exactly that one line (else: it is the last line, and the only
+    `nmt:` line; earlier lines are allowed, e.g. `nmt train`'s log).
+    """
+    stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in stderr, stderr
+    assert result.returncode == exit_code, (result.returncode, stderr)
+    lines = stderr.splitlines()
+    assert lines, "nothing on stderr"
+    if only_line:
+        assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    prefix = f"nmt: {kind}: "
+    assert lines[-1].startswith(prefix), stderr
+    assert sum(line.startswith("nmt: ") for line in lines) == 1, stderr
+    return lines[-1][len(prefix):]
+
+
+@pytest.fixture(scope="session")
+def one_line_error() -> Callable[..., str]:
+    """`one_line_error(result, "config error", 2)` -> the message (see check_one_line_error)."""
+    return check_one_line_error

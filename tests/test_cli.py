@@ -1,0 +1,422 @@
+"""The `nmt` command end to end, as a user runs it: a tiny dates run, then translate/evaluate/bleu,
+and the one-line errors (`nmt: <kind>: <message>`, exit 2 for config errors, 1 otherwise).
+
+Training happens once per module (about a minute on a laptop CPU); every call is a subprocess
+with its own NMT_STATE_DIR in tmp.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+
+from nmt.config import load_config
+from nmt.data.corpus import read_lines
+from nmt.data.dates import write_splits
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+NBEST = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
+
+# A smaller model than configs/dates.yaml's, so that the run takes about half a minute on a CPU
+# (one thread: these tiny matrices gain nothing from more); 300 steps of it reach about 98% exact
+# match on the dev set.
+SMALL_MODEL = ["model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64",
+               "model.attention_size=64"]
+
+
+def train_args(run_dir: Path, data: Path, *sets: str) -> list[str]:
+    args = ["train", "configs/dates.yaml", "--set", f"run_dir={run_dir}", "--set", f"data.train={data}/train",
+            "--set", f"data.dev={data}/dev", "--set", f"data.test={data}/test"]
+    for s in (*SMALL_MODEL, "training.max_minutes=0", "training.num_threads=1", *sets):
+        args += ["--set", s]
+    return args
+
+
+@pytest.fixture(scope="module")
+def dates_dir(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("dates")
+    write_splits(data, sizes={"train": 3000, "dev": 100, "test": 100})
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, dates_dir, nmt_cli):
+    """One tiny dates run: (run_dir, data_dir, state_dir, the train CompletedProcess)."""
+    base = tmp_path_factory.mktemp("trained")
+    run_dir, state = base / "run", base / "state"
+    result = nmt_cli(*train_args(run_dir, dates_dir, "training.max_steps=300", "training.valid_every=100",
+                                 "training.log_every=25"), state_dir=state, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return run_dir, dates_dir, state, result
+
+
+@pytest.fixture
+def run_nmt(trained, nmt_cli):
+    """nmt_cli with the trained run as the latest run."""
+    _, _, state, _ = trained
+
+    def run(*args, **kw):
+        kw.setdefault("state_dir", state)
+        return nmt_cli(*args, **kw)
+
+    return run
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in read_lines(run_dir / "metrics.jsonl")]
+
+
+# --- the training run ---------------------------------------------------------------------------
+
+
+def test_train_succeeds_without_traceback(trained):
+    _, _, _, result = trained
+    assert result.returncode == 0
+    assert "Traceback" not in result.stderr
+    assert "nmt: " not in result.stderr  # no error line
+    assert result.stdout == ""  # the log goes to stderr
+
+
+def test_run_dir_contents(trained):
+    run_dir, data, _, _ = trained
+    for name in ("config.yaml", "spm.src.model", "spm.tgt.model", "checkpoints/best.pt", "checkpoints/last.pt",
+                 "metrics.jsonl", "train.log", "test.hyp"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "spm.model").exists()  # dates.yaml has joint: false
+    cfg = load_config(run_dir / "config.yaml")
+    assert cfg.run_dir == str(run_dir)
+    assert cfg.data.train == f"{data}/train"
+    assert cfg.training.max_steps == 300 and cfg.model.emb_size == 32
+    assert cfg.name == "dates"
+    assert len(read_lines(run_dir / "test.hyp")) == len(read_lines(data / "test.src")) == 100
+
+
+def test_metrics_show_learning(trained):
+    run_dir, _, _, _ = trained
+    recs = records(run_dir)
+    kinds = {r["kind"] for r in recs}
+    assert {"train", "valid", "test"} <= kinds
+    train = [r for r in recs if r["kind"] == "train"]
+    valid = [r for r in recs if r["kind"] == "valid"]
+    test = [r for r in recs if r["kind"] == "test"]
+    assert [r["step"] for r in train] == list(range(25, 301, 25))
+    assert [r["step"] for r in valid] == [100, 200, 300]
+    assert len(test) == 1
+    assert train[-1]["loss"] < 0.5 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
+    assert valid[-1]["dev_loss"] < valid[0]["dev_loss"]
+    assert valid[-1]["dev_accuracy"] > 0.5, valid[-1]
+    assert max(r["dev_accuracy"] for r in valid) > 0.5
+    assert test[0]["accuracy"] > 0.4 and test[0]["bleu"] > 50, test[0]
+
+
+def test_test_hyp_is_the_test_translation(trained):
+    run_dir, data, _, _ = trained
+    hyps = read_lines(run_dir / "test.hyp")
+    refs = read_lines(data / "test.tgt")
+    assert sum(h == r for h, r in zip(hyps, refs)) > 40
+    assert sum(bool(ISO.match(h)) for h in hyps) > 90
+
+
+def test_latest_run_is_remembered(trained):
+    run_dir, _, state, _ = trained
+    assert (state / "latest_run").read_text().strip() == str(run_dir.resolve())
+
+
+# --- translate --------------------------------------------------------------------------------------
+
+LINES = ["3 May 1979", "", "   ", "Tuesday, March 12 1991", "12.03.1991", "\t", "2001-2-3"]
+
+
+def test_translate_stdin_uses_the_latest_run(run_nmt):
+    result = run_nmt("translate", input="".join(line + "\n" for line in LINES))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout.split("\n")
+    assert out[-1] == ""  # ends with a newline
+    out = out[:-1]
+    assert len(out) == len(LINES)
+    for src, hyp in zip(LINES, out):
+        if src.strip():
+            assert ISO.match(hyp), (src, hyp)
+        else:
+            assert hyp == "", (src, hyp)
+    correct = ["1979-05-03", "", "", "1991-03-12", "1991-03-12", "", "2001-02-03"]
+    assert sum(h == c for h, c in zip(out, correct) if c) >= 2, out
+
+
+def test_translate_line_endings_and_counts(run_nmt):
+    """No final newline, CRLF, only empty lines: always one output line per input line."""
+    for text, n in [("3 May 1979\r\n\r\n \r\n4 June 2001", 4), ("", 0)]:
+        result = run_nmt("translate", "--beam", "1", input=text)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.splitlines()
+        assert len(out) == n, (text, result.stdout)
+        assert "\r" not in result.stdout
+
+
+def test_translate_files_and_explicit_model(trained, run_nmt, tmp_path):
+    run_dir, _, _, _ = trained
+    src = tmp_path / "in.txt"
+    src.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    out = tmp_path / "out.txt"
+    result = run_nmt("translate", "-m", run_dir, "-i", src, "-o", out, state_dir=tmp_path / "empty-state")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    hyps = read_lines(out)
+    assert len(hyps) == len(LINES)
+    assert [h == "" for h in hyps] == [not line.strip() for line in LINES]
+    # the same as stdin -> stdout with the latest run, and as the best checkpoint given as a file
+    piped = run_nmt("translate", input=src.read_text())
+    assert piped.stdout.splitlines() == hyps
+    ckpt = run_nmt("translate", "-m", run_dir / "checkpoints" / "best.pt", "-i", src)
+    assert ckpt.stdout.splitlines() == hyps
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left behind
+
+
+def test_translate_n_best(run_nmt):
+    lines = ["3 May 1979", "Tuesday, March 12 1991", "12.03.1991"]
+    result = run_nmt("translate", "--n-best", "2", "--beam", "3", input="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert len(out) == 2 * len(lines), out
+    parsed = [NBEST.match(line) for line in out]
+    assert all(parsed), out
+    assert [int(m.group(1)) for m in parsed] == [0, 0, 1, 1, 2, 2]
+    for i in range(len(lines)):
+        (a, b) = parsed[2 * i], parsed[2 * i + 1]
+        assert float(a.group(3)) >= float(b.group(3))  # best first
+        assert a.group(2) != b.group(2)  # two different hypotheses
+        assert float(a.group(3)) <= 0
+    # the 1-best of the n-best list is the plain translation with the same beam
+    plain = run_nmt("translate", "--beam", "3", input="\n".join(lines) + "\n").stdout.splitlines()
+    assert plain == [parsed[2 * i].group(2) for i in range(len(lines))]
+
+
+def test_translate_n_best_empty_lines_still_k_lines(run_nmt):
+    result = run_nmt("translate", "--n-best", "2", "--beam", "3", input="3 May 1979\n\n   \n")
+    assert result.returncode == 0, result.stderr
+    indices = [int(NBEST.match(line).group(1)) for line in result.stdout.splitlines()]
+    assert indices == [0, 0, 1, 1, 2, 2]
+
+
+def test_translate_n_best_larger_than_beam_is_a_config_error(run_nmt, one_line_error):
+    message = one_line_error(run_nmt("translate", "--n-best", "4", "--beam", "2", input="3 May 1979\n"),
+                                   "config error", 2)
+    assert "n_best" in message
+
+
+@pytest.mark.parametrize("option,value", [("--beam", "0"), ("--n-best", "0"), ("--alpha", "-1")])
+def test_translate_bad_numeric_option(run_nmt, option, value):
+    result = run_nmt("translate", option, value, input="3 May 1979\n")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and option in result.stderr
+    assert result.stdout == ""
+
+
+def test_translate_output_into_missing_directory(run_nmt, tmp_path, one_line_error):
+    out = tmp_path / "no" / "such" / "dir" / "out.txt"
+    message = one_line_error(run_nmt("translate", "-o", out, input="3 May 1979\n"), "data error", 1)
+    assert str(out) in message
+
+
+def test_translate_output_file_permissions_follow_the_umask(run_nmt, tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    result = run_nmt("translate", "-o", out, input="3 May 1979\n")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+# --- evaluate and bleu --------------------------------------------------------------------------------
+
+
+def test_evaluate_run_dir(trained, run_nmt):
+    run_dir, data, _, _ = trained
+    hyp = run_dir / "test.hyp"
+    written_by_train = hyp.read_text()
+    hyp.unlink()
+    result = run_nmt("evaluate", run_dir)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    bleu = re.search(r"^BLEU = (\d+\.\d+) ", result.stdout, re.M)
+    assert bleu, result.stdout
+    assert re.search(r"^chrF = \d+\.\d+", result.stdout, re.M)
+    assert str(hyp) in result.stdout
+    hyps = read_lines(hyp)
+    refs = read_lines(data / "test.tgt")
+    assert len(hyps) == len(refs)
+    assert float(bleu.group(1)) == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=0.006)
+    assert float(bleu.group(1)) > 50
+    assert hyp.read_text() == written_by_train  # the same decoding defaults as the score after training
+
+
+def test_evaluate_dev_split_to_a_file(trained, run_nmt, tmp_path):
+    run_dir, data, _, _ = trained
+    out = tmp_path / "dev.hyp"
+    result = run_nmt("evaluate", run_dir, "--split", "dev", "--beam", "1", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert len(read_lines(out)) == len(read_lines(data / "dev.src"))
+    assert "BLEU = " in result.stdout
+
+
+def test_evaluate_output_into_missing_directory(trained, run_nmt, tmp_path, one_line_error):
+    run_dir, _, _, _ = trained
+    out = tmp_path / "no" / "dir" / "x.hyp"
+    message = one_line_error(run_nmt("evaluate", run_dir, "-o", out), "data error", 1)
+    assert str(out) in message
+
+
+def test_bleu_matches_sacrebleu_cli(trained, run_nmt):
+    run_dir, data, _, _ = trained
+    hyp, ref = run_dir / "test.hyp", data / "test.tgt"
+    ours = run_nmt("bleu", hyp, ref)
+    assert ours.returncode == 0, ours.stderr
+    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-f", "text"],
+                            capture_output=True, text=True, timeout=120)
+    assert theirs.returncode == 0, theirs.stderr
+    assert ours.stdout.splitlines()[0] == theirs.stdout.splitlines()[0]
+
+
+# --- run directories ---------------------------------------------------------------------------------
+
+
+def test_train_refuses_an_existing_run_unless_overwrite(trained, nmt_cli, tmp_path, one_line_error):
+    run_dir, data, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = (copy / "checkpoints" / "best.pt").read_bytes()
+    args = train_args(copy, data, "training.max_steps=20", "training.valid_every=10", "data.test=''")
+    result = nmt_cli(*args)
+    message = one_line_error(result, "config error", 2)
+    assert message.startswith("run_dir: ") and str(copy) in message and "--overwrite" in message
+    assert (copy / "checkpoints" / "best.pt").read_bytes() == before  # untouched
+
+    result = nmt_cli(*args, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    recs = records(copy)
+    assert [r["step"] for r in recs if r["kind"] == "valid"] == [10, 20]  # only the new run's records
+    assert not any(r["kind"] == "test" for r in recs)
+    assert not (copy / "test.hyp").exists()  # the old run's test output is gone
+    assert (copy / "checkpoints" / "best.pt").read_bytes() != before
+    assert load_config(copy / "config.yaml").training.max_steps == 20
+
+
+# --- data errors ---------------------------------------------------------------------------------------
+
+
+def test_train_missing_training_file(nmt_cli, tmp_path, one_line_error):
+    prefix = tmp_path / "nope" / "train"
+    result = nmt_cli(*train_args(tmp_path / "run", tmp_path / "nope", "data.generate=null", "data.dev=''",
+                                 "data.test=''"))
+    message = one_line_error(result, "data error", 1, only_line=False)
+    assert str(prefix) + ".src" in message, message
+
+
+def test_train_mismatched_line_counts(nmt_cli, tmp_path, one_line_error):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.src").write_text("a\nb\nc\n")
+    (data / "train.tgt").write_text("a\nb\n")
+    result = nmt_cli(*train_args(tmp_path / "run", data, "data.generate=null", "data.dev=''", "data.test=''"))
+    message = one_line_error(result, "data error", 1, only_line=False)
+    assert f"{data}/train.src" in message and f"{data}/train.tgt" in message, message
+    assert "3" in message and "2" in message
+
+
+def test_failed_run_does_not_block_the_next_try(nmt_cli, tmp_path, one_line_error):
+    args = train_args(tmp_path / "run", tmp_path / "nope", "data.generate=null", "data.dev=''", "data.test=''")
+    one_line_error(nmt_cli(*args), "data error", 1, only_line=False)
+    one_line_error(nmt_cli(*args), "data error", 1, only_line=False)  # the same error again
+
+
+def test_translate_missing_input_file(run_nmt, tmp_path, one_line_error):
+    missing = tmp_path / "missing.txt"
+    message = one_line_error(run_nmt("translate", "-i", missing), "data error", 1)
+    assert str(missing) in message
+
+
+def test_translate_invalid_utf8_on_stdin(run_nmt, one_line_error):
+    result = run_nmt("translate", input=b"3 May 1979\n4 June 2001\nbad \xff byte\n")
+    message = one_line_error(result, "data error", 1)
+    assert message.startswith("<stdin>: line 3: "), message
+    assert "UTF-8" in message
+    assert result.stdout == b""
+
+
+def test_translate_invalid_utf8_in_input_file(run_nmt, tmp_path, one_line_error):
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"ok\n\xc3\n")
+    message = one_line_error(run_nmt("translate", "-i", src), "data error", 1)
+    assert message.startswith(f"{src}: line 2: "), message
+
+
+# --- checkpoint errors ---------------------------------------------------------------------------------
+
+
+def test_translate_nonexistent_model(nmt_cli, one_line_error):
+    message = one_line_error(nmt_cli("translate", "-m", "/nonexistent", input="3 May 1979\n"),
+                                   "checkpoint error", 1)
+    assert "/nonexistent" in message
+
+
+def test_translate_without_any_trained_run(nmt_cli, one_line_error):
+    """A fresh NMT_STATE_DIR: no latest run to fall back on."""
+    message = one_line_error(nmt_cli("translate", input="3 May 1979\n"), "checkpoint error", 1)
+    assert "-m" in message
+
+
+def test_translate_run_dir_without_checkpoints(nmt_cli, tmp_path, one_line_error):
+    message = one_line_error(nmt_cli("translate", "-m", tmp_path, input="x\n"), "checkpoint error", 1)
+    assert str(tmp_path) in message
+
+
+def test_corrupt_checkpoints(trained, nmt_cli, tmp_path, one_line_error):
+    run_dir, _, _, _ = trained
+    good = (run_dir / "checkpoints" / "best.pt").read_bytes()
+    rng = random.Random(1234)
+    cases = {
+        "random.pt": bytes(rng.randrange(256) for _ in range(4096)),
+        "truncated.pt": good[: len(good) // 2],
+        "empty.pt": b"",
+        "zeros.pt": bytes(1000),
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        message = one_line_error(nmt_cli("translate", "-m", path, input="3 May 1979\n"), "checkpoint error", 1)
+        assert str(path) in message, (name, message)
+    # a run directory whose best checkpoint is corrupt
+    broken = tmp_path / "broken-run"
+    shutil.copytree(run_dir, broken)
+    (broken / "checkpoints" / "best.pt").write_bytes(cases["random.pt"])
+    message = one_line_error(nmt_cli("translate", "-m", broken, input="3 May 1979\n"), "checkpoint error", 1)
+    assert str(broken / "checkpoints" / "best.pt") in message
+
+
+def test_corrupt_checkpoint_pickle_opcodes(nmt_cli, tmp_path, one_line_error):
+    cases = [b"this is not a checkpoint\n",  # 't': pop_mark on an empty stack -> IndexError
+             b"R",  # REDUCE on an empty stack -> IndexError
+             b"h\x05",  # BINGET of a memo entry that does not exist -> KeyError
+             bytes(random.Random(15).randrange(256) for _ in range(1977))]
+    for i, data in enumerate(cases):
+        path = tmp_path / f"bad{i}.pt"
+        path.write_bytes(data)
+        message = one_line_error(nmt_cli("translate", "-m", path, input="x\n"), "checkpoint error", 1)
+        assert str(path) in message
+
+
+def test_cli_never_prints_a_traceback_for_usage_errors(nmt_cli):
+    for args in (["frobnicate"], ["translate", "--beam", "x"], []):
+        result = nmt_cli(*args)
+        assert result.returncode == 2, args
+        assert "Traceback" not in result.stderr

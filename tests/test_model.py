@@ -1,0 +1,301 @@
+"""The attention model (nmt.model): shapes, normalisation, decoder-loop consistency between
+teacher forcing and step-by-step search, tied embeddings, gradients. Tiny random models only."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.config import ModelConfig
+from nmt.data.batching import make_batch
+from nmt.data.tokenizer import BOS, EOS, PAD, UNK
+from nmt.model import Seq2Seq
+
+ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
+RNN_TYPES = ["lstm", "gru", "rnn"]
+ALL_ARCHS = list(itertools.product(RNN_TYPES, ATTENTIONS))
+V = 7  # PAD UNK BOS EOS + 3 real tokens
+
+SRC = [[4, 5, 6, 1], [6], [], [5, 5, 4, 6, 1, 4]]
+TGT = [[5, 4], [6, 6, 1, 4, 5], [4], []]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: intra-op threads only add synchronisation (and stall on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_model(seed: int = 0, rnn_type: str = "lstm", attention: str = "bahdanau", src_vocab: int = V,
+               tgt_vocab: int = V, **overrides) -> Seq2Seq:
+    torch.manual_seed(seed)
+    enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
+    kw = dict(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8,
+              attention_size=8, dropout=0.0)
+    kw.update(overrides)
+    return Seq2Seq(ModelConfig(**kw), src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
+
+
+VARIANTS = [
+    dict(),
+    dict(enc_layers=2, dec_layers=2),
+    dict(input_feeding=False),
+    dict(bridge=False),
+    dict(enc_layers=3, dec_layers=2, input_feeding=False, bridge=False),
+]
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_forward_and_step_shapes(rnn_type, attention):
+    model = tiny_model(1, rnn_type, attention, src_vocab=9, tgt_vocab=V, dec_layers=2)
+    batch = make_batch([[4, 5, 8, 7, 1], [6]] + [[5]] * 1, TGT[:3], [0, 1, 2])
+    B, S, T = batch.src.size(0), batch.src.size(1), batch.tgt_in.size(1)
+    with torch.no_grad():
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        assert logits.shape == (B, T, V)  # target vocabulary, not the source's
+        assert torch.isfinite(logits).all()
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        assert memory.enc_out.shape == (B, S, 2 * (4 if attention == "luong_dot" else 8))
+        assert memory.src_mask.shape == (B, S)
+        assert len(state.h) == 2 and all(h.shape == (B, 8) for h in state.h)
+        assert (state.c is None) == (rnn_type != "lstm")
+        log_probs, state, weights = model.step(torch.full((B,), BOS), memory, state)
+    assert log_probs.shape == (B, V)
+    assert weights.shape == (B, S)
+    assert state.att.shape == (B, 8)
+
+
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_encoder_output_is_zero_at_padding(rnn_type, attention):
+    model = tiny_model(2, rnn_type, attention)
+    batch = make_batch(SRC, None, list(range(len(SRC))))
+    with torch.no_grad():
+        memory, _ = model.encode(batch.src, batch.src_lengths)
+    padded = torch.arange(batch.src.size(1)).unsqueeze(0) >= batch.src_lengths.unsqueeze(1)
+    assert padded.any()
+    assert (memory.enc_out[padded] == 0).all()
+    assert (memory.enc_out[~padded].abs().sum(dim=-1) > 0).all()
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_encoder_final_state_is_last_forward_and_first_backward_output(rnn_type, layers):
+    """final = [h_S(forward); h_1(backward)] of the top layer, at each sentence's own length."""
+    model = tiny_model(10, rnn_type, enc_layers=layers)
+    batch = make_batch(SRC, None, list(range(len(SRC))))
+    with torch.no_grad():
+        enc_out, final = model.encoder(model.src_embed(batch.src), batch.src_lengths)
+    H = enc_out.size(-1) // 2
+    last = enc_out[torch.arange(len(SRC)), batch.src_lengths - 1, :H]
+    torch.testing.assert_close(final[:, :H], last, atol=1e-6, rtol=0)
+    torch.testing.assert_close(final[:, H:], enc_out[:, 0, H:], atol=1e-6, rtol=0)
+
+
+# --- normalisation and decoder-loop consistency ---------------------------------------------------
+
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_step_log_probs_are_normalised(rnn_type, attention):
+    model = tiny_model(3, rnn_type, attention)
+    with torch.no_grad():
+        model.output.weight.mul_(5.0)  # peaked: normalisation must hold away from uniform too
+    batch = make_batch(SRC, None, list(range(len(SRC))))
+    with torch.no_grad():
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        prev = torch.full((len(SRC),), BOS)
+        for tok in [4, 6, 1, 5]:
+            log_probs, state, weights = model.step(prev, memory, state)
+            assert (log_probs <= 0).all()
+            torch.testing.assert_close(log_probs.exp().sum(dim=-1), torch.ones(len(SRC)), atol=1e-5, rtol=0)
+            torch.testing.assert_close(weights.sum(dim=-1), torch.ones(len(SRC)), atol=1e-5, rtol=0)
+            prev = torch.full((len(SRC),), tok)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_teacher_forcing_equals_step_by_step(rnn_type, attention, variant):
+    """log_softmax(forward(...))[:, t] is what `step` gives after feeding tgt_in[:, :t+1] one token
+    at a time: training and search run the same decoder."""
+    model = tiny_model(4, rnn_type, attention, **variant)
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    with torch.no_grad():
+        forced = F.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        for t in range(batch.tgt_in.size(1)):
+            log_probs, state, _ = model.step(batch.tgt_in[:, t], memory, state)
+            torch.testing.assert_close(log_probs, forced[:, t], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_output_at_t_does_not_see_later_target_tokens(rnn_type):
+    model = tiny_model(5, rnn_type)
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    tgt = batch.tgt_in.clone()
+    tgt[:, 3:] = torch.randint(4, V, tgt[:, 3:].shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = model(batch.src, batch.src_lengths, batch.tgt_in)
+        b = model(batch.src, batch.src_lengths, tgt)
+    torch.testing.assert_close(a[:, :3], b[:, :3], atol=0, rtol=0)
+    assert not torch.allclose(a[:, 3:], b[:, 3:])  # and later outputs do depend on them
+
+
+def test_eval_is_deterministic_and_train_applies_dropout():
+    model = tiny_model(6, dropout=0.5)
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    with torch.no_grad():
+        a = model(batch.src, batch.src_lengths, batch.tgt_in)
+        torch.testing.assert_close(model(batch.src, batch.src_lengths, batch.tgt_in), a, atol=0, rtol=0)
+        model.train()
+        torch.manual_seed(0)
+        b = model(batch.src, batch.src_lengths, batch.tgt_in)
+        c = model(batch.src, batch.src_lengths, batch.tgt_in)
+    assert not torch.allclose(b, a) and not torch.allclose(b, c)
+
+
+def reference_logits(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+                     tgt_in: torch.Tensor) -> torch.Tensor:
+    """The decoder equations of nmt/model/decoder.py's docstring, written out with torch's own RNN
+    cells for the first layer, reusing the model's weights:
+    s_t = RNN([E y_{t-1}; a~_{t-1}], s_{t-1}) stacked over layers, attention with the top layer's
+    s_t as query, a~_t = tanh(W_c [s_t; c_t]), logits = W_o a~_t."""
+    dec, rnn_type, L = model.decoder, model.decoder.rnn_type, model.decoder.num_layers
+    enc_out, final = model.encoder(model.src_embed(src), src_lengths)
+    mask = torch.arange(src.size(1)).unsqueeze(0) < src_lengths.unsqueeze(1)
+    Hd, E = dec.hidden_size, model.tgt_embed.embedding_dim
+    feed = dec.w_feed is not None
+    cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[rnn_type](
+        E + Hd if feed else E, Hd).double()
+    w_ih = torch.cat([dec.w_emb.weight, dec.w_feed.weight], dim=1) if feed else dec.w_emb.weight  # W_ih [E y; a~]
+    cell.weight_ih.data, cell.bias_ih.data = w_ih.clone(), dec.w_emb.bias.clone()
+    cell.weight_hh.data, cell.bias_hh.data = dec.w_hh.weight.clone(), dec.w_hh.bias.clone()
+    zeros = torch.zeros(src.size(0), Hd, dtype=enc_out.dtype)
+    s = list(torch.tanh(dec.bridge(final)).split(Hd, dim=-1)) if dec.bridge is not None else [zeros] * L  # s_0
+    c = [zeros] * L
+    att = zeros  # a~_0
+    out = []
+    for t in range(tgt_in.size(1)):
+        e_y = model.tgt_embed(tgt_in[:, t])
+        x = torch.cat([e_y, att], dim=-1) if feed else e_y
+        for layer in range(L):
+            rnn = cell if layer == 0 else dec.upper[layer - 1]
+            if rnn_type == "lstm":
+                s[layer], c[layer] = rnn(x, (s[layer], c[layer]))
+            else:
+                s[layer] = rnn(x, s[layer])
+            x = s[layer]
+        top, attn = s[-1], dec.attention
+        if hasattr(attn, "v"):  # bahdanau: v^T tanh(W s + U h)
+            e = attn.v(torch.tanh(attn.W(top).unsqueeze(1) + attn.U(enc_out))).squeeze(2)
+        elif attn.W is None:  # luong dot: s . h
+            e = (enc_out * top.unsqueeze(1)).sum(-1)
+        else:  # luong general: s . W h
+            e = (attn.W(enc_out) * top.unsqueeze(1)).sum(-1)
+        a = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
+        context = (a.unsqueeze(2) * enc_out).sum(1)
+        att = torch.tanh(dec.w_c(torch.cat([top, context], dim=-1)))
+        out.append(model.output(att))
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_decoder_matches_its_equations(rnn_type, attention, variant):
+    model = tiny_model(11, rnn_type, attention, **variant).double()
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    with torch.no_grad():
+        got = model(batch.src, batch.src_lengths, batch.tgt_in)
+        want = reference_logits(model, batch.src, batch.src_lengths, batch.tgt_in)
+    torch.testing.assert_close(got, want, atol=1e-9, rtol=0)
+
+
+# --- tied embeddings ---------------------------------------------------------------------------
+
+def test_tie_embeddings_shares_the_weight_tensor():
+    model = tiny_model(7, tie_embeddings=True)
+    assert model.output.weight is model.tgt_embed.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "output.weight" not in names or "tgt_embed.weight" not in names  # one parameter, listed once
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    # an optimiser step moves "both": they stay one tensor
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    logits = model.train()(batch.src, batch.src_lengths, batch.tgt_in)
+    F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD).backward()
+    opt.step()
+    assert model.output.weight is model.tgt_embed.weight
+    # and a reload of the state dict keeps them tied
+    fresh = tiny_model(8, tie_embeddings=True)
+    fresh.load_state_dict(model.state_dict())
+    assert fresh.output.weight is fresh.tgt_embed.weight
+    torch.testing.assert_close(fresh.output.weight, model.tgt_embed.weight, atol=0, rtol=0)
+    untied = tiny_model(7)
+    assert untied.output.weight is not untied.tgt_embed.weight
+
+
+# --- gradients ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_every_parameter_gets_a_finite_nonzero_gradient(rnn_type, attention, tie):
+    model = tiny_model(9, rnn_type, attention, enc_layers=2, dec_layers=2, tie_embeddings=tie).train()
+    # every token (but PAD) appears on both sides, so every embedding row but PAD's has a gradient
+    src = [[4, 5, 6, UNK, BOS, EOS], [6, 4], [5]]
+    tgt = [[UNK, 5, EOS], [6, 4, 5, BOS], []]  # tgt_in = BOS + these: EOS must be in one
+    batch = make_batch(src, tgt, [0, 1, 2])
+    logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        if name in ("src_embed.weight", "tgt_embed.weight"):
+            assert (p.grad[PAD] == 0).all() or (tie and name == "tgt_embed.weight"), name
+            assert (p.grad[PAD + 1 :].abs().sum(dim=1) > 0).all(), name  # every other row
+        else:
+            assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("rnn_type,attention", [("lstm", "bahdanau"), ("gru", "luong_general"), ("rnn", "luong_dot")])
+def test_gradient_matches_finite_differences(rnn_type, attention):
+    """d loss / d theta along random directions equals the central difference (float64): no
+    path of the model is cut off from the gradient."""
+    model = tiny_model(12, rnn_type, attention, enc_layers=2, dec_layers=2).double()
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    params = [p for p in model.parameters()]
+
+    def loss() -> torch.Tensor:
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        return F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, ignore_index=PAD)
+
+    grads = torch.autograd.grad(loss(), params)
+    g = torch.Generator().manual_seed(0)
+    eps = 1e-6
+    for _ in range(3):
+        dirs = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+        with torch.no_grad():
+            for p, d in zip(params, dirs):
+                p.add_(eps * d)
+            up = loss()
+            for p, d in zip(params, dirs):
+                p.sub_(2 * eps * d)
+            down = loss()
+            for p, d in zip(params, dirs):
+                p.add_(eps * d)
+        numeric = (up - down) / (2 * eps)
+        analytic = sum((gr * d).sum() for gr, d in zip(grads, dirs))
+        assert float(analytic) == pytest.approx(float(numeric), rel=1e-5, abs=1e-7)
+    # and per parameter: each one's own directional derivative agrees too
+    for (name, p), gr in zip(model.named_parameters(), grads):
+        d = torch.randn(p.shape, generator=g, dtype=p.dtype)
+        with torch.no_grad():
+            p.add_(eps * d)
+            up = loss()
+            p.sub_(2 * eps * d)
+            down = loss()
+            p.add_(eps * d)
+        assert float((gr * d).sum()) == pytest.approx(float((up - down) / (2 * eps)), rel=1e-4, abs=1e-8), name
