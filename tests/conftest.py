@@ -1,4 +1,5 @@
-"""Shared test set-up: a private NMT_STATE_DIR for every test, and a runner for the `nmt` CLI.
+"""Shared test set-up: a private NMT_STATE_DIR for every test, one torch thread, and a runner
+for the `nmt` CLI.
 
 The CLI remembers the latest trained run in `$NMT_STATE_DIR/latest_run`; no test may touch
 the user's real state directory, so the variable always points into pytest's tmp space:
@@ -37,6 +38,18 @@ def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     state = tmp_path / "nmt-state"
     monkeypatch.setenv("NMT_STATE_DIR", str(state))
     return state
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The models in tests are tiny: more intra-op threads only add synchronisation, and stall
+    badly when the machine is busy. (Subprocesses choose their own threads.)"""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

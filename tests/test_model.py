@@ -23,15 +23,6 @@ SRC = [[4, 5, 6, 1], [6], [], [5, 5, 4, 6, 1, 4]]
 TGT = [[5, 4], [6, 6, 1, 4, 5], [4], []]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add synchronisation (and stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_model(seed: int = 0, rnn_type: str = "lstm", attention: str = "bahdanau", src_vocab: int = V,
                tgt_vocab: int = V, **overrides) -> Seq2Seq:
     torch.manual_seed(seed)

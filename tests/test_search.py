@@ -24,15 +24,6 @@ ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
 RNN_TYPES = ["lstm", "gru", "rnn"]
 ALL_ARCHS = list(itertools.product(RNN_TYPES, ATTENTIONS))
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add synchronisation (and stall on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def real_tokens(V: int) -> list[int]:
     """Ids a hypothesis may contain: UNK and everything above the specials."""
     return [UNK] + list(range(EOS + 1, V))
