@@ -119,6 +119,7 @@ class TrainingConfig:
     log_every: int = _f(50, AT_LEAST_ONE, "steps between log lines when not on a terminal")
     show_examples: int = _f(3, NON_NEGATIVE, "dev/test translations printed")
     num_threads: int = _f(0, NON_NEGATIVE, "torch CPU threads; 0 keeps torch's default")
+    precision: Literal["fp32", "bf16"] = _f("fp32", help="bf16: autocast the forward pass to bfloat16")
 
 
 @dataclass

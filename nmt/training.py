@@ -147,8 +147,9 @@ class Trainer:
         self.model.train()
         batch = self.sampler.batch(indices).to(self.device)
         n_tokens = batch.n_tgt_tokens
-        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = token_loss(logits, batch.tgt_out, self.t.label_smoothing) / n_tokens
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.t.precision == "bf16"):
+            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = token_loss(logits.float(), batch.tgt_out, self.t.label_smoothing) / n_tokens
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.t.clip_norm > 0:

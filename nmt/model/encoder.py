@@ -30,7 +30,10 @@ class Encoder(nn.Module):
         layer's final forward and backward hidden states.
         """
         packed = pack_padded_sequence(src_emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, hidden = self.rnn(packed)
+        # oneDNN's CPU LSTM has no bf16 kernel for packed input (torch 2.13): the encoder's
+        # recurrence stays in fp32 under bf16 autocast
+        with torch.autocast(src_emb.device.type, enabled=src_emb.device.type != "cpu"):
+            out, hidden = self.rnn(packed)
         enc_out, _ = pad_packed_sequence(out, batch_first=True, total_length=src_emb.size(1))
         h_n = hidden[0] if isinstance(hidden, tuple) else hidden  # (layers * 2, B, H)
         final = torch.cat([h_n[-2], h_n[-1]], dim=-1)

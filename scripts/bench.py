@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Benchmark: training throughput and MFU, decoding speed, memory, on this machine.
+
+    python scripts/bench.py --config configs/multi30k_de_en.yaml [--json OUT] [--model RUN_DIR]
+
+Reports
+- fp32_peak_gflops / bf16_peak_gflops: the best of several large square matmuls, measured
+  here in this run with the same threads;
+- train_tgt_tokens_per_s: target tokens (no padding, EOS included) per second over `--steps`
+  real training steps after `--warmup` steps (batching, forward, backward, clipping,
+  optimizer step included: `Trainer.train_step`, what `nmt train` runs);
+- mfu: the analytic matmul FLOPs of those steps (nmt/flops.py: forward counted product by
+  product, training = 3x forward) per second, divided by fp32_peak_gflops;
+- train_tgt_tokens_per_s_bf16 (and mfu_bf16 against the bf16 peak): the same with
+  training.precision=bf16 (autocast);
+- greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines)
+  with `Translator`; the model is `--model RUN_DIR` if given, else the model of the fp32
+  steps above (briefly trained: speed only, its translations are poor);
+- peak_rss_mb: the process's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nmt.config import load_config  # noqa: E402
+from nmt.data.corpus import read_parallel  # noqa: E402
+from nmt.flops import train_step_flops  # noqa: E402
+from nmt.log import Log  # noqa: E402
+from nmt.training import Split, Trainer, prepare_data  # noqa: E402
+from nmt.translate import Translator  # noqa: E402
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n matmul in `dtype`."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up (oneDNN kernels are built on first use)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, steps: int) -> tuple[float, float, int]:
+    """(target tokens/s, matmul FLOP/s, steps) over `steps` batches after `warmup` batches."""
+    for indices in batches[:warmup]:
+        trainer.train_step(indices)
+    tokens = flops = 0
+    vocab = trainer.model.output.out_features
+    t0 = time.perf_counter()
+    for indices in batches[warmup : warmup + steps]:
+        batch = trainer.sampler.batch(indices)
+        flops += train_step_flops(trainer.cfg.model, batch.src_lengths.tolist(), batch.tgt_in.size(1), vocab)
+        tokens += trainer.train_step(indices)[1]
+    seconds = time.perf_counter() - t0
+    return tokens / seconds, flops / seconds, steps
+
+
+def decode_speed(translator: Translator, lines: list[str], beam: int) -> float:
+    t0 = time.perf_counter()
+    out = translator.translate(lines, beam=beam)
+    assert len(out) == len(lines)
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--model", help="run directory to decode with (default: the briefly trained model)")
+    p.add_argument("--steps", type=int, default=30, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+
+    cfg = load_config(args.config, args.set)
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+                     "torch": torch.__version__, "threads": torch.get_num_threads(), "config": args.config}
+    results["fp32_peak_gflops"] = matmul_peak_gflops(torch.float32)
+    results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.run_dir = tmp
+        log = Log(Path(tmp))
+        src_tok, tgt_tok, train, _ = prepare_data(cfg, log)
+        for precision in ("fp32", "bf16"):
+            cfg.training.precision = precision
+            torch.manual_seed(cfg.seed)
+            trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, torch.device("cpu"))
+            batches = trainer.sampler.epoch_batches(1)
+            rate, flops, _ = train_throughput(trainer, batches, args.warmup, args.steps)
+            suffix = "" if precision == "fp32" else "_bf16"
+            peak = results["fp32_peak_gflops" if precision == "fp32" else "bf16_peak_gflops"]
+            results[f"train_tgt_tokens_per_s{suffix}"] = rate
+            results[f"mfu{suffix}"] = flops / 1e9 / peak
+            if precision == "fp32":
+                fp32_trainer = trainer
+        log.close()
+
+    if args.model:
+        translator, results["decode_model"] = Translator.load(args.model), args.model
+    else:
+        cfg.training.precision = "fp32"
+        translator = Translator(fp32_trainer.model, src_tok, tgt_tok, cfg, torch.device("cpu"))
+        results["decode_model"] = f"briefly trained ({args.warmup + args.steps} steps): speed only"
+    src, _ = read_parallel(cfg.data.test, cfg.data.src_lang, cfg.data.tgt_lang)
+    results["decode_sentences"] = len(src)
+    results["greedy_sents_per_s"] = decode_speed(translator, src, 1)
+    results["beam5_sents_per_s"] = decode_speed(translator, src, 5)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    width = max(map(len, results))
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
