@@ -58,12 +58,15 @@ def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, st
     """(target tokens/s, matmul FLOP/s, steps) over `steps` batches after `warmup` batches."""
     for indices in batches[:warmup]:
         trainer.train_step(indices)
-    tokens = flops = 0
+    timed = batches[warmup : warmup + steps]
     vocab = trainer.model.output.out_features
-    t0 = time.perf_counter()
-    for indices in batches[warmup : warmup + steps]:
+    flops = 0  # counted before the clock starts
+    for indices in timed:
         batch = trainer.sampler.batch(indices)
         flops += train_step_flops(trainer.cfg.model, batch.src_lengths.tolist(), batch.tgt_in.size(1), vocab)
+    tokens = 0
+    t0 = time.perf_counter()
+    for indices in timed:
         tokens += trainer.train_step(indices)[1]
     seconds = time.perf_counter() - t0
     return tokens / seconds, flops / seconds, steps
