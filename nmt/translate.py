@@ -13,6 +13,7 @@ from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Seq2Seq
+from nmt.runtime import keep_freed_memory
 from nmt.search import Hypothesis, beam_search, greedy, max_lengths
 
 
@@ -60,6 +61,7 @@ class Translator:
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Translator":
         """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run."""
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
+        keep_freed_memory()
         state = load_checkpoint(ckpt)  # its errors name the file
         try:
             return cls.from_checkpoint(state, device)

@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nmt import runtime  # noqa: E402
 from nmt.config import load_config  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.flops import train_step_flops  # noqa: E402
@@ -91,8 +92,7 @@ def main() -> None:
     args = p.parse_args()
 
     cfg = load_config(args.config, args.set)
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
+    runtime.configure(cfg.training.num_threads)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
                      "torch": torch.__version__, "threads": torch.get_num_threads(), "config": args.config}
     results["fp32_peak_gflops"] = matmul_peak_gflops(torch.float32)

@@ -165,7 +165,8 @@ def reference_logits(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tenso
         E + Hd if feed else E, Hd).double()
     w_ih = torch.cat([dec.w_emb.weight, dec.w_feed.weight], dim=1) if feed else dec.w_emb.weight  # W_ih [E y; a~]
     cell.weight_ih.data, cell.bias_ih.data = w_ih.clone(), dec.w_emb.bias.clone()
-    cell.weight_hh.data, cell.bias_hh.data = dec.w_hh.weight.clone(), dec.w_hh.bias.clone()
+    cell.weight_hh.data, cell.bias_hh.data = dec.w_hh.weight.clone(), (
+        torch.zeros_like(cell.bias_hh) if dec.w_hh.bias is None else dec.w_hh.bias.clone())
     zeros = torch.zeros(src.size(0), Hd, dtype=enc_out.dtype)
     s = list(torch.tanh(dec.bridge(final)).split(Hd, dim=-1)) if dec.bridge is not None else [zeros] * L  # s_0
     c = [zeros] * L
@@ -190,7 +191,8 @@ def reference_logits(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tenso
             e = (attn.W(enc_out) * top.unsqueeze(1)).sum(-1)
         a = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
         context = (a.unsqueeze(2) * enc_out).sum(1)
-        att = torch.tanh(dec.w_c(torch.cat([top, context], dim=-1)))
+        w_c = torch.cat([dec.w_cs.weight, dec.w_cc.weight], dim=1)  # W_c [s; c]
+        att = torch.tanh(torch.cat([top, context], dim=-1) @ w_c.t())
         out.append(model.output(att))
     return torch.stack(out, dim=1)
 

@@ -1,7 +1,7 @@
 """Batches of padded id tensors, built by token count with length bucketing.
 
 Training batches: shuffle the examples with a generator seeded by (seed, epoch), sort each
-pool of about 100 batches by length so that a batch holds sentences of similar length (little
+pool of about 100 batches by target length so that a batch holds sentences of similar length (little
 padding), cut the pool into batches that fit the budget, shuffle the batches.
 """
 
@@ -98,7 +98,9 @@ class BatchSampler:
         pool = per_batch * POOL_BATCHES
         batches = []
         for start in range(0, len(order), pool):
-            chunk = sorted(order[start : start + pool], key=lambda i: (self.src_lens[i], self.tgt_lens[i]))
+            # by target length first: the decoder and output layer run every padded target position
+            # (the encoder is packed); on Multi30k 99% of target and 82% of source positions are real
+            chunk = sorted(order[start : start + pool], key=lambda i: (self.tgt_lens[i], self.src_lens[i]))
             batches += cut_batches(chunk, self.src_lens, self.tgt_lens, self.size, self.by_tokens)
         rng.shuffle(batches)
         return batches

@@ -62,13 +62,16 @@ class Decoder(nn.Module):
         super().__init__()
         self.rnn_type, self.hidden_size, self.num_layers = rnn_type, hidden_size, num_layers
         gates = GATES[rnn_type] * hidden_size
-        self.w_emb = nn.Linear(emb_size, gates)  # W_e (and the input bias): hoisted out of the loop
+        self.w_emb = nn.Linear(emb_size, gates)  # W_e and layer 1's bias: hoisted out of the loop
         self.w_feed = nn.Linear(hidden_size, gates, bias=False) if input_feeding else None  # W_a
-        self.w_hh = nn.Linear(hidden_size, gates)  # recurrent weights of layer 1
+        # recurrent weights of layer 1; a GRU's reset gate multiplies W_hn h + b_hn, so it keeps that bias
+        self.w_hh = nn.Linear(hidden_size, gates, bias=rnn_type == "gru")
         self.upper = nn.ModuleList(CELLS[rnn_type](hidden_size, hidden_size) for _ in range(num_layers - 1))
         self.bridge = nn.Linear(enc_size, num_layers * hidden_size) if bridge else None
         self.attention = make_attention(attention, hidden_size, enc_size, attention_size)
-        self.w_c = nn.Linear(hidden_size + enc_size, hidden_size, bias=False)
+        # W_c [s; c] = W_cs s + W_cc c: two products instead of a concatenation and one product
+        self.w_cs = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.w_cc = nn.Linear(enc_size, hidden_size, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def init_state(self, enc_final: torch.Tensor) -> DecoderState:
@@ -84,11 +87,11 @@ class Decoder(nn.Module):
 
     def _first_layer(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         """One step of layer 1 given its input part x = W_e E y + b (+ W_a ã): (B, G)."""
-        hp = self.w_hh(h)
         if self.rnn_type == "lstm":
-            i, f, g, o = (x + hp).chunk(4, dim=1)
+            i, f, g, o = torch.addmm(x, h, self.w_hh.weight.t()).chunk(4, dim=1)  # x + W_hh h in one product
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             return torch.sigmoid(o) * torch.tanh(c), c
+        hp = self.w_hh(h)
         if self.rnn_type == "gru":
             xr, xz, xn = x.chunk(3, dim=1)
             hr, hz, hn = hp.chunk(3, dim=1)
@@ -101,7 +104,7 @@ class Decoder(nn.Module):
 
         Returns ã_t: (B, Hd), the new state, and the attention weights a_t: (B, S).
         """
-        x = x_emb if self.w_feed is None else x_emb + self.w_feed(state.att)
+        x = x_emb if self.w_feed is None else torch.addmm(x_emb, state.att, self.w_feed.weight.t())
         h, c = self._first_layer(x, state.h[0], None if state.c is None else state.c[0])
         hs, cs = [h], [c]
         for layer, cell in enumerate(self.upper, start=1):
@@ -112,15 +115,15 @@ class Decoder(nn.Module):
             hs.append(h)
             cs.append(c)
         context, weights = self.attention(h, memory.keys, memory.enc_out, memory.src_mask)
-        att = self.dropout(torch.tanh(self.w_c(torch.cat([h, context], dim=-1))))
+        att = self.dropout(torch.tanh(torch.addmm(self.w_cs(h), context, self.w_cc.weight.t())))
         return att, DecoderState(tuple(hs), None if state.c is None else tuple(cs), att), weights
 
     def forward(self, tgt_emb: torch.Tensor, memory: Memory, state: DecoderState) -> torch.Tensor:
         """Teacher forcing: tgt_emb (B, T, E) -> attentional vectors ã_1..ã_T: (B, T, Hd)."""
         x_emb = self.w_emb(tgt_emb)  # (B, T, G), all steps in one matmul
         outputs = []
-        for t in range(tgt_emb.size(1)):
-            att, state, _ = self._step(x_emb[:, t], memory, state)
+        for x_t in x_emb.unbind(1):  # (not x_emb[:, t]: its backward would zero a (B, T, G) tensor every step)
+            att, state, _ = self._step(x_t, memory, state)
             outputs.append(att)
         return torch.stack(outputs, dim=1)
 

@@ -1,0 +1,44 @@
+"""Process settings that make the CPU path fast: threads and the memory allocator.
+
+Training and decoding allocate and free tensors of the same large sizes (the (N, V) logits,
+their gradient) at every step. glibc's malloc serves blocks above its mmap threshold (at most
+32 MB) with fresh pages from the kernel and hands them back on free, so every step pays a
+page fault per 4 KB of them: writing a fresh 130 MB tensor took 37 ms against 6 ms for a reused
+one on the 2-core machine of the README, and the whole training step was 30% faster with the
+setting below. `keep_freed_memory` tells malloc to keep freed memory for reuse instead.
+The cost: the process's resident memory stays at its peak.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+import torch
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Serve every allocation from malloc's heap and never trim it (glibc only; once per process).
+
+    Returns whether the setting took effect (False on other C libraries and platforms).
+    """
+    global _done
+    if _done or not sys.platform.startswith("linux"):
+        return _done
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _done = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        _done = False
+    return _done
+
+
+def configure(num_threads: int = 0) -> None:
+    """Set torch's CPU threads (0 keeps torch's default: one per core) and the allocator."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    keep_freed_memory()
