@@ -1,7 +1,8 @@
 """Run directories and checkpoints: atomic writes, safe loads.
 
 A run directory holds `config.yaml` (resolved), `spm*.model`, `metrics.jsonl`, `train.log`
-and `checkpoints/{best,last}.pt`. A checkpoint is self-contained: it carries the resolved
+and `checkpoints/{best,last}.pt`; `decoding.yaml` when `nmt tune --write` stored decoding
+defaults. A checkpoint is self-contained: it carries the resolved
 config and the sentencepiece models next to the weights, as tensors and plain Python values
 only, so it loads with `torch.load(weights_only=True)` and cannot run code.
 """
@@ -14,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-from nmt.errors import CheckpointError
+from nmt.errors import CheckpointError, ConfigError
 from nmt.files import atomic_write
 
 CHECKPOINT_DIR = "checkpoints"
+DECODING_FILE = "decoding.yaml"
 FORMAT_VERSION = 1
 
 
@@ -69,6 +72,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint file lies in (RUN_DIR/checkpoints/NAME.pt), or None."""
+    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None
+
+
 def _state_file() -> Path:
     """Where the most recent run is remembered ($NMT_STATE_DIR, else the XDG state dir)."""
     base = os.environ.get("NMT_STATE_DIR") or Path(
@@ -97,3 +105,27 @@ def latest_run() -> Path:
     if not run.is_dir():
         raise CheckpointError(f"{run}: the most recent run directory is gone; pass -m RUN_DIR")
     return run
+
+
+def write_decoding_defaults(run_dir: str | Path, beam: int, alpha: float) -> Path:
+    """Store beam and alpha as the run's decoding defaults (RUN_DIR/decoding.yaml)."""
+    path = Path(run_dir) / DECODING_FILE
+    text = ("# written by `nmt tune --write`; applied on top of the checkpoint's decoding section\n"
+            + yaml.safe_dump({"beam_size": int(beam), "alpha": float(alpha)}, sort_keys=False))
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def read_decoding_defaults(run_dir: str | Path) -> list[str]:
+    """The stored decoding defaults of a run as `decoding.KEY=VALUE` overrides ([] if none)."""
+    path = Path(run_dir) / DECODING_FILE
+    if not path.is_file():
+        return []
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the stored decoding defaults ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of decoding keys, got {type(raw).__name__}")
+    return [f"decoding.{key}={value}" for key, value in raw.items()]

@@ -51,12 +51,101 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     translator = Translator.load(args.model, device=args.device)
     lines = _read_input(args.input)
-    results = translator.search(lines, beam=args.beam, alpha=args.alpha, n_best=args.n_best)
-    if (args.n_best or translator.cfg.decoding.n_best) > 1:
+    n = args.n_best or translator.cfg.decoding.n_best
+    if args.sample:
+        results = translator.sample(lines, n, args.temperature, args.top_k, args.seed)
+    else:
+        results = translator.search(lines, beam=args.beam, alpha=args.alpha, n_best=args.n_best,
+                                    attention=bool(args.plot_attention))
+    if n > 1:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:
         out = [nbest[0].text for nbest in results]
+    if args.plot_attention:
+        _plot_attention(Path(args.plot_attention), lines, results)
     _write_output(args.output, out)
+    return 0
+
+
+def _plot_attention(folder: Path, lines: list[str], results: list) -> None:
+    """One PNG per input line (its best translation): FOLDER/00001.png, ... (numbered from 1)."""
+    from nmt.plots import attention_png
+
+    width = max(5, len(str(len(lines))))
+    for number, (line, nbest) in enumerate(zip(lines, results), 1):
+        if nbest[0].attention is not None:  # empty lines have no picture
+            attention_png(nbest[0], folder / f"{number:0{width}d}.png", title=f"{line[:60]}  ->  {nbest[0].text[:60]}")
+    print(f"nmt: attention heatmaps in {folder}/", file=sys.stderr)
+
+
+def _eval_data(args: argparse.Namespace, translator) -> tuple[list[str], list[str], str]:
+    """Sources and references: --src/--ref files, or the run's dev/test split."""
+    from nmt.data.corpus import read_lines, read_parallel
+
+    if args.src or args.ref:
+        if not (args.src and args.ref):
+            raise DataError("--src and --ref go together: give both files")
+        src, ref = read_lines(args.src), read_lines(args.ref)
+        if len(src) != len(ref):
+            raise DataError(f"{args.src} has {len(src)} lines but {args.ref} has {len(ref)}: expected aligned files")
+        return src, ref, args.src
+    d = translator.cfg.data
+    prefix = getattr(d, args.split)
+    if not prefix:
+        raise DataError(f"data.{args.split}: the run's config names no {args.split} split; pass --src and --ref")
+    src, ref = read_parallel(prefix, d.src_lang, d.tgt_lang)
+    return src, ref, prefix
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from nmt import analysis
+    from nmt.translate import Translator
+
+    translator = Translator.load(args.model, device=args.device)
+    src, ref, name = _eval_data(args, translator)
+    results = analysis.analyze(translator, src, ref, args.beam, args.alpha)
+    if args.json:
+        print(json.dumps(analysis.to_json(results, with_sentences=args.per_sentence), indent=1, ensure_ascii=False))
+        return 0
+    print(f"{name}: {len(src)} sentences; scores are log P / T^alpha ({translator.cfg.decoding.length_penalty})")
+    print(analysis.table(results))
+    for r in results:
+        print(analysis.verdict(r))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from nmt import tuning
+    from nmt.checkpoint import latest_run, resolve_checkpoint, run_dir_of, write_decoding_defaults
+    from nmt.translate import Translator
+
+    ckpt = resolve_checkpoint(args.model or latest_run())
+    run_dir = run_dir_of(ckpt)
+    if args.write and run_dir is None:
+        raise DataError(f"--write: {ckpt} is not inside a run directory (RUN_DIR/checkpoints/); "
+                        "the defaults are stored with a run")
+    translator = Translator.load(ckpt, device=args.device)
+    src, ref, name = _eval_data(args, translator)
+    results = tuning.tune(translator, src, ref, args.beam, args.alpha)
+    best = tuning.best(results)
+    print(f"{name}: {len(src)} sentences")
+    print(tuning.table(results))
+    if not args.no_plot:
+        from nmt.plots import tune_png
+
+        print(f"plot: {tune_png(results, args.plot or (run_dir or ckpt.parent) / 'tune.png')}")
+    if args.write:
+        path = write_decoding_defaults(run_dir, best.beam, best.alpha)
+        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); stored in {path}")
+    else:
+        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); --write stores it with the run")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nmt.plots import learning_curves_png
+
+    print(learning_curves_png(args.run_dir, args.output))
     return 0
 
 
@@ -119,13 +208,50 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--alpha", type=float, help="length normalisation exponent; default: decoding.alpha")
         q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    model_help = "run directory or checkpoint (default: the most recently trained run)"
     tr = sub.add_parser("translate", help="translate lines (stdin to stdout by default)")
-    tr.add_argument("-m", "--model", help="run directory or checkpoint (default: the most recently trained run)")
+    tr.add_argument("-m", "--model", help=model_help)
     decoding_options(tr)
     tr.add_argument("--n-best", type=int, help="print the K best as 'LINE ||| TEXT ||| SCORE' (K lines per input)")
     tr.add_argument("-i", "--input", help="input file (default: stdin)")
     tr.add_argument("-o", "--output", help="output file (default: stdout)")
+    tr.add_argument("--sample", action="store_true", help="sample from the model instead of searching "
+                    "(--n-best K: K samples per line)")
+    tr.add_argument("--temperature", type=float, default=1.0, help="sampling: divide the logits by T (default 1)")
+    tr.add_argument("--top-k", type=int, default=0, help="sampling: only among the K likeliest tokens (0: all)")
+    tr.add_argument("--seed", type=int, help="sampling: random seed (same seed, same samples)")
+    tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
     tr.set_defaults(func=cmd_translate)
+
+    def eval_data_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("-m", "--model", help=model_help)
+        q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
+        q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
+        q.add_argument("--ref", help="reference file, aligned with --src")
+        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    an = sub.add_parser("analyze", help="beam-search error analysis: search errors or model errors?")
+    eval_data_options(an)
+    an.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
+    an.add_argument("--alpha", type=float, help="length normalisation exponent; default: decoding.alpha")
+    an.add_argument("--json", action="store_true", help="print JSON")
+    an.add_argument("--per-sentence", action="store_true", help="with --json: every sentence's scores and kind")
+    an.set_defaults(func=cmd_analyze)
+
+    tu = sub.add_parser("tune", help="choose beam size and alpha on dev data")
+    eval_data_options(tu)
+    tu.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
+    tu.add_argument("--alpha", type=_float_list, default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
+                    help="alphas, e.g. 0,0.5,1")
+    tu.add_argument("--plot", metavar="PNG", help="where to draw BLEU against alpha (default: RUN_DIR/tune.png)")
+    tu.add_argument("--no-plot", action="store_true", help="draw nothing")
+    tu.add_argument("--write", action="store_true", help="store the best pair as the run's decoding defaults")
+    tu.set_defaults(func=cmd_tune)
+
+    pl = sub.add_parser("plot", help="draw a run's learning curves (loss, dev loss, dev BLEU) into a PNG")
+    pl.add_argument("run_dir", metavar="RUN_DIR")
+    pl.add_argument("-o", "--output", help="PNG file (default: RUN_DIR/learning_curves.png)")
+    pl.set_defaults(func=cmd_plot)
 
     e = sub.add_parser("evaluate", help="translate a config's test split and report BLEU and chrF")
     e.add_argument("target", metavar="CONFIG|RUN_DIR")
@@ -146,15 +272,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _int_list(text: str) -> list[int]:
+    """'1,3,5' -> [1, 3, 5], every value >= 1."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, got {text!r}")
+    return values
+
+
+def _float_list(text: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0], every value >= 0."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected numbers >= 0 separated by commas, got {text!r}")
+    return values
+
+
 def _bad_number(args: argparse.Namespace) -> str | None:
     """A message for an out-of-range numeric option, or None."""
     for name in ("beam", "n_best"):
         value = getattr(args, name, None)
-        if value is not None and value < 1:
+        if isinstance(value, int) and value < 1:
             return f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}"
     alpha = getattr(args, "alpha", None)
-    if alpha is not None and alpha < 0:
+    if isinstance(alpha, float) and alpha < 0:
         return f"--alpha: expected a number >= 0, got {alpha}"
+    if getattr(args, "temperature", 1.0) <= 0:
+        return f"--temperature: expected a number > 0, got {args.temperature}"
+    if getattr(args, "top_k", 0) < 0:
+        return f"--top-k: expected an integer >= 0, got {args.top_k}"
+    if getattr(args, "sample", False) and args.plot_attention:
+        return "--plot-attention: draws the search's attention; not with --sample"
     return None
 
 

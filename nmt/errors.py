@@ -33,3 +33,9 @@ class CheckpointError(NmtError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
 
     kind = "checkpoint error"
+
+
+class MissingDependency(NmtError):
+    """An optional package that a command needs is not installed."""
+
+    kind = "missing dependency"

@@ -42,3 +42,16 @@ def configure(num_threads: int = 0) -> None:
     if num_threads:
         torch.set_num_threads(num_threads)
     keep_freed_memory()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products are fast here: always on CUDA; on the CPU only where oneDNN
+    has bf16 kernels (AVX-512 BF16 or AMX). Elsewhere torch falls back to a reference loop that
+    is hundreds of times slower than fp32 (seen on an AVX2-only AMD EPYC)."""
+    if device.type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+

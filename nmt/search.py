@@ -44,8 +44,12 @@ def max_lengths(src_lengths: torch.Tensor, ratio: float, offset: int) -> torch.T
 
 def _only_eos(log_probs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """log_probs (N, V) with every token but EOS forbidden in rows where `rows` (N,) is True.
+    `rows` lives on the CPU (no device synchronisation to test it).
 
     The forced EOS keeps the model's log-probability, so scores stay the model's scores."""
+    if not rows.any():
+        return log_probs
+    rows = rows.to(log_probs.device)
     forced = torch.full_like(log_probs, float("-inf"))
     forced[:, EOS] = log_probs[:, EOS]
     return torch.where(rows.unsqueeze(1), forced, log_probs)
@@ -60,34 +64,91 @@ def _forbid_specials(log_probs: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def greedy(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
            alpha: float = 0.0, kind: str = "average", return_attention: bool = False) -> list[list[Hypothesis]]:
-    """Pick the most probable token at every step. src: (B, S); max_len: (B,). One hypothesis each."""
+    """Pick the most probable token at every step. src: (B, S); max_len: (B,). One hypothesis each.
+
+    A sentence leaves the batch as soon as it produced EOS.
+    """
+    device, B, steps = src.device, src.size(0), int(max_len.max()) + 1
     memory, state = model.encode(src, src_lengths)
-    B = src.size(0)
-    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
-    tokens, attn = [], []
-    log_prob = torch.zeros(B, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    for t in range(int(max_len.max()) + 1):
+    limit = max_len.cpu()  # of the sentences still in the batch
+    alive = torch.arange(B, device=device)  # sentence of each row
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
+    tokens = torch.full((B, steps), PAD, dtype=torch.long, device=device)
+    attn = torch.zeros(B, steps, src.size(1), device=device) if return_attention else None
+    log_prob = torch.zeros(B, device=device)
+    for t in range(steps):
         log_probs, state, weights = model.step(prev, memory, state)
-        log_probs = _only_eos(_forbid_specials(log_probs), max_len.to(src.device) <= t)
-        best, prev = log_probs.max(dim=-1)
-        prev = prev.masked_fill(done, PAD)
-        log_prob += best.masked_fill(done, 0.0)
-        tokens.append(prev)
+        best, prev = _only_eos(_forbid_specials(log_probs), limit <= t).max(dim=-1)
+        tokens[alive, t] = prev
+        log_prob[alive] += best
         if return_attention:
-            attn.append(weights)
-        done |= prev == EOS
-        if done.all():
-            break
-    tokens = torch.stack(tokens, dim=1).tolist()
-    attn = torch.stack(attn, dim=1) if return_attention else None  # (B, T, S)
+            attn[alive, t] = weights.float()
+        going = (prev != EOS).cpu()
+        if not going.all():
+            if not going.any():
+                break
+            keep = going.nonzero().squeeze(1)
+            limit, keep = limit[keep], keep.to(device)
+            alive, prev = alive[keep], prev[keep]
+            memory, state = memory.select(keep), state.select(keep)
     results = []
-    for b in range(B):
-        T = tokens[b].index(EOS) + 1
+    for b, row in enumerate(tokens.tolist()):
+        T = row.index(EOS) + 1
         a = attn[b, :T, : int(src_lengths[b])] if return_attention else None
         lp = float(log_prob[b])
-        results.append([Hypothesis(tokens[b][: T - 1], lp, lp / length_penalty(T, alpha, kind), a)])
+        results.append([Hypothesis(row[: T - 1], lp, lp / length_penalty(T, alpha, kind), a)])
     return results
+
+
+@torch.inference_mode()
+def sample(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
+           temperature: float = 1.0, top_k: int = 0, generator: torch.Generator | None = None,
+           alpha: float = 0.0, kind: str = "average") -> list[list[Hypothesis]]:
+    """Draw y_t ~ softmax(z_t / temperature) at every step, among the top_k tokens (0: all).
+
+    One sample per row of src (repeat rows for several samples). The hypotheses carry the
+    model's own log-probabilities (temperature 1, no top-k), so samples and beam outputs are
+    scored alike. As the temperature goes to 0 sampling becomes greedy search.
+    """
+    device, B, steps = src.device, src.size(0), int(max_len.max()) + 1
+    memory, state = model.encode(src, src_lengths)
+    limit = max_len.cpu()
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
+    tokens = torch.full((B, steps), PAD, dtype=torch.long, device=device)
+    log_prob = torch.zeros(B, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(steps):
+        log_probs, state, _ = model.step(prev, memory, state)
+        log_probs = _only_eos(_forbid_specials(log_probs), limit <= t)
+        z = log_probs / temperature
+        if top_k:
+            kth = z.topk(min(top_k, z.size(-1)), dim=-1).values[:, -1:]
+            z = z.masked_fill(z < kth, float("-inf"))
+        prev = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=generator).squeeze(1)
+        prev = prev.masked_fill(done, PAD)
+        log_prob += log_probs.gather(1, prev.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0)
+        tokens[:, t] = prev
+        done |= prev == EOS
+        if bool(done.all()):
+            break
+    results = []
+    for b, row in enumerate(tokens.tolist()):
+        T = row.index(EOS) + 1
+        lp = float(log_prob[b])
+        results.append([Hypothesis(row[: T - 1], lp, lp / length_penalty(T, alpha, kind))])
+    return results
+
+
+@torch.inference_mode()
+def sequence_log_probs(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
+                       tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+    """log P(y | x) of given outputs (EOS included), as search scores them: (B,).
+
+    Forced decoding: tgt_in (B, T) starts with BOS, tgt_out (B, T) ends with EOS, PAD after it.
+    """
+    log_probs = torch.log_softmax(model(src, src_lengths, tgt_in).float(), dim=-1)
+    picked = log_probs.gather(2, tgt_out.unsqueeze(2)).squeeze(2)  # (B, T)
+    return picked.masked_fill(tgt_out == PAD, 0.0).sum(dim=1)
 
 
 @torch.inference_mode()
@@ -115,7 +176,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
     history = torch.full((B * K, 0), BOS, dtype=torch.long, device=device)
     attn_history = [] if return_attention else None
     prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    limit = max_len.to(device)
+    limit = max_len.cpu()  # of the sentences still in the batch
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     t = 0
     while active:
@@ -153,7 +214,9 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
         chosen_rows = flat_beam.gather(1, pick).view(-1)
         prev = top_token.gather(1, pick).view(-1)
         history = torch.cat([history[chosen_rows], prev.unsqueeze(1)], dim=1)
-        memory, state = memory.select(chosen_rows), state.select(chosen_rows)
+        # the K rows of a sentence share its memory, and a sentence's rows stay in its block:
+        # reordering within blocks changes the states, never the memory
+        state = state.select(chosen_rows)
         if return_attention:
             attn_history = [a[chosen_rows] for a in attn_history]
 
@@ -165,7 +228,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
             keep_t = torch.tensor(keep, dtype=torch.long, device=device)
             keep_rows = (keep_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
             active = [active[i] for i in keep]
-            scores, limit = scores[keep_t], limit[keep_t]
+            scores, limit = scores[keep_t], limit[torch.tensor(keep, dtype=torch.long)]
             prev, history = prev[keep_rows], history[keep_rows]
             memory, state = memory.select(keep_rows), state.select(keep_rows)
             if return_attention:

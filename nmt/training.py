@@ -18,16 +18,17 @@ import torch
 
 from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, remember_run, save_checkpoint
 from nmt.config import Config, TrainingConfig, config_to_dict, load_config, resolve_device, save_config
-from nmt.data.batching import BatchSampler, sorted_batches
+from nmt.data.batching import Batch, BatchSampler, sorted_batches
 from nmt.data.corpus import read_parallel
 from nmt.data.dates import ensure_dates_data
 from nmt.data.tokenizer import Tokenizer, build_tokenizers, save_tokenizers
-from nmt.errors import ConfigError, DataError
+from nmt.errors import ConfigError, DataError, MissingDependency
 from nmt.evaluate import evaluate_split, score
 from nmt.log import Log
 from nmt.loss import token_loss
 from nmt import runtime
 from nmt.model import Seq2Seq
+from nmt.plots import learning_curves_png
 from nmt.translate import Translator
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log", "spm.model", "spm.src.model", "spm.tgt.model", "test.hyp")
@@ -118,6 +119,13 @@ class LRSchedule:
         self.scale, self.bad = state["scale"], state["bad"]
 
 
+def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
+    """The loss that training minimises: label-smoothed cross-entropy per real target token."""
+    with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    return token_loss(logits.float(), batch.tgt_out, label_smoothing) / batch.n_tgt_tokens
+
+
 class Trainer:
     """The optimisation loop with its validation, checkpoints and stopping rules."""
 
@@ -151,9 +159,7 @@ class Trainer:
         self.model.train()
         batch = self.sampler.batch(indices).to(self.device)
         n_tokens = batch.n_tgt_tokens
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.t.precision == "bf16"):
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = token_loss(logits.float(), batch.tgt_out, self.t.label_smoothing) / n_tokens
+        loss = training_loss(self.model, batch, self.t.label_smoothing, self.t.precision)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.t.clip_norm > 0:
@@ -228,7 +234,10 @@ class Trainer:
         """Train until a stopping rule fires; validate and save at the end."""
         n_params = sum(p.numel() for p in self.model.parameters())
         self.log(f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}, "
-                 f"{torch.get_num_threads()} threads")
+                 f"{torch.get_num_threads()} threads, {self.t.precision}")
+        if self.t.precision == "bf16" and not runtime.fast_bf16(self.device):
+            self.log("warning: training.precision is bf16 but this CPU has no fast bf16 matrix products "
+                     "(oneDNN reports none): expect training far slower than fp32")
         reason, last_valid, window_loss, window_tokens, window_start = None, -1, 0.0, 0, time.time()
         while reason is None:
             if self.t.max_epochs and self.epoch >= self.t.max_epochs:
@@ -292,6 +301,7 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
         remember_run(run_dir)
         if cfg.data.test:
             test_report(run_dir, cfg, log)
+        draw_learning_curves(run_dir, log)
     finally:
         log.close()
     return run_dir
@@ -311,3 +321,11 @@ def test_report(run_dir: Path, cfg: Config, log: Log) -> None:
         log(f"    {s}  ->  {h}{'' if h.strip() == r.strip() else f'   (reference: {r})'}")
     log.record(kind="test", bleu=scores.bleu, chrf=scores.chrf, accuracy=scores.accuracy,
                signature=scores.bleu_signature, beam=d.beam_size, alpha=d.alpha)
+
+
+def draw_learning_curves(run_dir: Path, log: Log) -> None:
+    """RUN_DIR/learning_curves.png, or a note when matplotlib is not installed."""
+    try:
+        log(f"learning curves: {learning_curves_png(run_dir)}")
+    except MissingDependency as e:
+        log(f"learning curves not drawn: {e}")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import latest_run, load_checkpoint, resolve_checkpoint
-from nmt.config import Config, config_from_dict, resolve_device
+from nmt.checkpoint import (DECODING_FILE, latest_run, load_checkpoint, read_decoding_defaults, resolve_checkpoint,
+                            run_dir_of)
+from nmt.config import Config, config_from_dict, config_to_dict, resolve_device
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Seq2Seq
 from nmt.runtime import keep_freed_memory
-from nmt.search import Hypothesis, beam_search, greedy, max_lengths
+from nmt.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths, sample, sequence_log_probs
 
 
 @dataclass
@@ -23,7 +24,8 @@ class Translation:
 
     score: length-normalised log-probability (what beam search ranks by); log_prob: the sum.
     src_pieces / tgt_pieces: subwords, each ending with "</s>"; attention: (T, S) weights,
-    rows = tgt_pieces, columns = src_pieces (only when asked for).
+    rows = tgt_pieces, columns = src_pieces (only when asked for); ids: the target subword ids
+    (without EOS).
     """
 
     text: str
@@ -32,6 +34,7 @@ class Translation:
     src_pieces: list[str]
     tgt_pieces: list[str]
     attention: torch.Tensor | None = None
+    ids: list[int] = field(default_factory=list)
 
 
 class Translator:
@@ -59,14 +62,33 @@ class Translator:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> "Translator":
-        """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run."""
+        """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run.
+
+        Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
+        replace the checkpoint's.
+        """
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
         keep_freed_memory()
         state = load_checkpoint(ckpt)  # its errors name the file
+        run_dir = run_dir_of(ckpt)
+        if run_dir is not None:
+            state = cls._with_stored_decoding(state, run_dir)
         try:
             return cls.from_checkpoint(state, device)
         except (ConfigError, CheckpointError) as e:
             raise CheckpointError(f"{ckpt}: {e}") from None
+
+    @staticmethod
+    def _with_stored_decoding(state: dict, run_dir: Path) -> dict:
+        """The checkpoint state with the run's stored decoding defaults (decoding.yaml) applied."""
+        stored = read_decoding_defaults(run_dir)
+        if not stored or not isinstance(state.get("config"), dict):
+            return state
+        try:
+            config = config_to_dict(config_from_dict(state["config"], stored))
+        except ConfigError as e:
+            raise ConfigError(f"{run_dir / DECODING_FILE}: {e}") from None
+        return {**state, "config": config}
 
     def search(self, lines: list[str], beam: int | None = None, alpha: float | None = None,
                n_best: int | None = None, attention: bool = False) -> list[list[Translation]]:
@@ -93,12 +115,53 @@ class Translator:
                 results[line] = [self._translation(ids[line], h) for h in nbest]
         return results
 
+    def sample(self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0,
+               seed: int | None = None) -> list[list[Translation]]:
+        """n random translations of every line, drawn from the model (see `nmt.search.sample`).
+
+        The same seed gives the same samples. An empty line gives n empty translations.
+        """
+        if temperature <= 0:
+            raise ConfigError(f"temperature: expected a number > 0, got {temperature:g}")
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+        d = self.cfg.decoding
+        ids = self.src_tok.encode(list(lines))
+        results: list[list[Translation]] = [[Translation("", 0.0, 0.0, [], [])] * n for _ in lines]
+        todo = [i for i, line in enumerate(lines) if line.strip()]
+        for batch in sorted_batches([ids[i] for i in todo for _ in range(n)], None, d.batch_size):
+            src, lengths = batch.src.to(self.device), batch.src_lengths
+            limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
+            hyps = sample(self.model, src, lengths, limit, temperature, top_k, generator, d.alpha, d.length_penalty)
+            for row, (hyp,) in zip(batch.indices, hyps):
+                line, k = todo[row // n], row % n
+                results[line][k] = self._translation(ids[line], hyp)
+        return results
+
+    def score(self, sources: list[str], targets: list[str] | list[list[int]],
+              alpha: float | None = None) -> list[tuple[float, float]]:
+        """(log P(target | source), length-normalised score) of given translations, as beam
+        search would score them with this alpha (default: decoding.alpha). A target is text
+        or a list of subword ids (Translation.ids: exactly what the search produced)."""
+        d = self.cfg.decoding
+        alpha = d.alpha if alpha is None else alpha
+        src_ids = self.src_tok.encode(list(sources))
+        tgt_ids = [t if isinstance(t, list) else self.tgt_tok.encode([t])[0] for t in targets]
+        out: list[tuple[float, float]] = [(0.0, 0.0)] * len(sources)
+        for batch in sorted_batches(src_ids, tgt_ids, d.batch_size):
+            b = batch.to(self.device)
+            log_probs = sequence_log_probs(self.model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
+            for row, lp in zip(batch.indices, log_probs):
+                T = len(tgt_ids[row]) + 1  # with EOS
+                out[row] = (lp, lp / length_penalty(T, alpha, d.length_penalty))
+        return out
+
     def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
         eos = ["</s>"]
         return Translation(
             self.tgt_tok.decode(hyp.tokens), hyp.score, hyp.log_prob,
             self.src_tok.pieces(src_ids) + eos, self.tgt_tok.pieces(hyp.tokens) + eos,
-            None if hyp.attention is None else hyp.attention.float().cpu(),
+            None if hyp.attention is None else hyp.attention.float().cpu(), hyp.tokens,
         )
 
     def translate(self, lines: list[str], beam: int | None = None, alpha: float | None = None) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -41,6 +42,19 @@ from nmt.flops import train_step_flops  # noqa: E402
 from nmt.log import Log  # noqa: E402
 from nmt.training import Split, Trainer, prepare_data  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
+
+
+def cpu_name() -> str:
+    """The CPU model (Linux), with torch's vector instruction level and the core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -93,18 +107,25 @@ def main() -> None:
 
     cfg = load_config(args.config, args.set)
     runtime.configure(cfg.training.num_threads)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": cpu_name(),
                      "torch": torch.__version__, "threads": torch.get_num_threads(), "config": args.config}
     results["fp32_peak_gflops"] = matmul_peak_gflops(torch.float32)
-    if "bf16" in args.precisions:
-        # small: on torch 2.13's CPU wheel here a 2048^2 bf16 matmul took 58 s (no AMX path taken)
-        results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16, n=512, repeats=2)
+    precisions = ["fp32"]
+    if "bf16" in args.precisions.split(","):
+        if runtime.fast_bf16(torch.device("cpu")):
+            results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16)
+            precisions.append("bf16")
+        else:  # a 2048^2 bf16 product took 58 s on such a CPU: the bf16 figures would take hours
+            results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16, n=256, repeats=2)
+            results["train_tgt_tokens_per_s_bf16"] = None
+            results["bf16_note"] = ("not measured: this CPU has no bf16 matrix kernels (oneDNN reports none; "
+                                    "AVX-512 BF16 or AMX needed)")
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
         log = Log(Path(tmp))
         src_tok, tgt_tok, train, _ = prepare_data(cfg, log)
-        for precision in ["fp32"] + [p for p in args.precisions.split(",") if p == "bf16"]:
+        for precision in precisions:
             cfg.training.precision = precision
             torch.manual_seed(cfg.seed)
             trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, torch.device("cpu"))
