@@ -25,7 +25,7 @@ from nmt.data.tokenizer import Tokenizer, build_tokenizers, save_tokenizers
 from nmt.errors import ConfigError, DataError, MissingDependency
 from nmt.evaluate import evaluate_split, score
 from nmt.log import Log
-from nmt.loss import token_loss
+from nmt.loss import output_loss
 from nmt import runtime
 from nmt.model import Seq2Seq
 from nmt.plots import learning_curves_png
@@ -122,8 +122,8 @@ class LRSchedule:
 def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
     """The loss that training minimises: label-smoothed cross-entropy per real target token."""
     with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-    return token_loss(logits.float(), batch.tgt_out, label_smoothing) / batch.n_tgt_tokens
+        att = model.attentional_vectors(batch.src, batch.src_lengths, batch.tgt_in)
+        return output_loss(att, model.output, batch.tgt_out, label_smoothing) / batch.n_tgt_tokens
 
 
 class Trainer:
@@ -178,7 +178,8 @@ class Trainer:
         total, tokens = 0.0, 0
         for batch in sorted_batches(self.dev.src_ids, self.dev.tgt_ids, self.cfg.decoding.batch_size):
             batch = batch.to(self.device)
-            total += token_loss(self.model(batch.src, batch.src_lengths, batch.tgt_in), batch.tgt_out).item()
+            att = self.model.attentional_vectors(batch.src, batch.src_lengths, batch.tgt_in)
+            total += output_loss(att, self.model.output, batch.tgt_out).item()
             tokens += batch.n_tgt_tokens
         return total / max(1, tokens)
 

@@ -90,6 +90,30 @@ def test_encoder_final_state_is_last_forward_and_first_backward_output(rnn_type,
     torch.testing.assert_close(final[:, H:], enc_out[:, 0, H:], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_encoder_equals_torch_packed_bidirectional_rnn(rnn_type, layers):
+    """Reversing within each length gives what torch's packed bidirectional RNN gives."""
+    model = tiny_model(13, rnn_type, enc_layers=layers)
+    enc = model.encoder
+    packed_rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[rnn_type](
+        8, enc.hidden_size, layers, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for layer in range(layers):
+            for suffix, rnn in (("", enc.forward_rnns[layer]), ("_reverse", enc.backward_rnns[layer])):
+                for name, p in rnn.named_parameters():
+                    getattr(packed_rnn, name.replace("_l0", f"_l{layer}") + suffix).copy_(p)
+        batch = make_batch(SRC, None, list(range(len(SRC))))
+        emb = model.src_embed(batch.src)
+        enc_out, final = enc(emb, batch.src_lengths)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(emb, batch.src_lengths, batch_first=True, enforce_sorted=False)
+        out, hidden = packed_rnn(packed)
+        want, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=emb.size(1))
+    h_n = hidden[0] if rnn_type == "lstm" else hidden
+    torch.testing.assert_close(enc_out, want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(final, torch.cat([h_n[-2], h_n[-1]], dim=-1), atol=1e-6, rtol=0)
+
+
 # --- normalisation and decoder-loop consistency ---------------------------------------------------
 
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)

@@ -1,11 +1,13 @@
 """The optimised training step against a straightforward implementation of the same model.
 
-The fast path (nmt.training.training_loss) hoists the embedding half of the first layer's input
-projection out of the decoder loop, accumulates the gates with addmm, scores additive attention
-in its sigmoid form, splits W_c in two and computes the label-smoothed loss in place. The
-reference below is the textbook model written from the equations with plain tensor operations
-and PyTorch's own cross-entropy, on the same parameters. Loss and every gradient must agree
-within 1e-5 in float32.
+The fast path (nmt.training.training_loss) runs the encoder's backward direction on sentences
+reversed within their lengths instead of packing, hoists the embedding half of the first
+layer's input projection out of the decoder loop, accumulates the gates with addmm, scores
+additive attention in its sigmoid form, splits W_c in two, and fuses the output layer with the
+label-smoothed loss a block of rows at a time (gradients computed in the forward pass). The
+reference below is the textbook model written from the equations with plain tensor operations,
+one time step at a time, and PyTorch's own cross-entropy, on the same parameters. Loss and every
+gradient must agree within 1e-5 in float32.
 """
 
 from __future__ import annotations
@@ -17,18 +19,44 @@ import torch.nn.functional as F
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import PAD
-from nmt.loss import token_loss
+from nmt import loss as loss_module
+from nmt.loss import output_loss
 from nmt.model import Seq2Seq
 from nmt.training import training_loss
 
 SRC_V, TGT_V = 29, 23
 
 
+def lstm_cell(rnn: torch.nn.LSTM, x, h, c):
+    """One step of a one-layer torch LSTM from its weights: the gate equations written out."""
+    gates = x @ rnn.weight_ih_l0.t() + rnn.bias_ih_l0 + h @ rnn.weight_hh_l0.t() + rnn.bias_hh_l0
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def reference_encoder(model: Seq2Seq, x, src_lengths):
+    """h→_j = LSTM(x_j, h→_{j-1}) for j = 1..n; h←_j = LSTM(x_j, h←_{j+1}) for j = n..1; zero after n."""
+    enc = model.encoder
+    B, S, H = x.size(0), x.size(1), enc.hidden_size
+    real = (torch.arange(S).unsqueeze(0) < src_lengths.unsqueeze(1)).unsqueeze(2)  # (B, S, 1)
+    ahead, back = [None] * S, [None] * S
+    for rnn, out, steps in ((enc.forward_rnns[0], ahead, range(S)), (enc.backward_rnns[0], back, reversed(range(S)))):
+        h = c = x.new_zeros(B, H)
+        for j in steps:  # a padded position leaves the state as it is
+            h_new, c_new = lstm_cell(rnn, x[:, j], h, c)
+            h, c = torch.where(real[:, j], h_new, h), torch.where(real[:, j], c_new, c)
+            out[j] = h
+    enc_out = torch.cat([torch.stack(ahead, 1), torch.stack(back, 1)], dim=2) * real
+    last_forward = enc_out[torch.arange(B), src_lengths - 1, :H]
+    return enc_out, torch.cat([last_forward, enc_out[:, 0, H:]], dim=1)
+
+
 def reference_loss(model: Seq2Seq, src, src_lengths, tgt_in, tgt_out, smoothing: float) -> torch.Tensor:
     """s_t = LSTM([E y_{t-1}; ã_{t-1}], s_{t-1}); e_tj = v^T tanh(W s_t + U h_j);
     c_t = softmax(e_t) . h; ã_t = tanh(W_c [s_t; c_t]); loss = cross-entropy(W_o ã_t)."""
     dec, att_mod = model.decoder, model.decoder.attention
-    enc_out, final = model.encoder(model.src_embed(src), src_lengths)  # torch's packed LSTM
+    enc_out, final = reference_encoder(model, model.src_embed(src), src_lengths)
     mask = torch.arange(src.size(1)).unsqueeze(0) < src_lengths.unsqueeze(1)
     w_ih = torch.cat([dec.w_emb.weight, dec.w_feed.weight], dim=1)  # W_ih acting on [E y; ã]
     w_c = torch.cat([dec.w_cs.weight, dec.w_cc.weight], dim=1)  # W_c acting on [s; c]
@@ -87,35 +115,43 @@ def test_optimised_step_matches_the_textbook_model(seed, smoothing):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
-def test_token_loss_equals_torch_cross_entropy(smoothing):
+def test_output_loss_equals_torch_cross_entropy(smoothing, dtype, monkeypatch):
+    """Loss and gradients of the fused output layer + loss, with blocks that do not divide the rows."""
+    monkeypatch.setattr(loss_module, "BLOCK_ELEMENTS", 3 * 11)  # blocks of 3 rows of 11 logits
     g = torch.Generator().manual_seed(3)
-    logits = torch.randn(4, 7, 11, generator=g, dtype=torch.float64)
+    out = torch.nn.Linear(5, 11).to(dtype)
+    att = torch.randn(4, 7, 5, generator=g, dtype=dtype, requires_grad=True)
     target = torch.randint(0, 11, (4, 7), generator=g)
     target[1, 4:] = PAD
-    want_loss = F.cross_entropy(logits.reshape(-1, 11), target.reshape(-1), ignore_index=PAD,
-                                label_smoothing=smoothing, reduction="sum")
-    leaf = logits.clone().requires_grad_()
-    want = F.cross_entropy(leaf.reshape(-1, 11), target.reshape(-1), ignore_index=PAD,
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+
+    want = F.cross_entropy(out(att).reshape(-1, 11), target.reshape(-1), ignore_index=PAD,
                            label_smoothing=smoothing, reduction="sum")
-    want_grad, = torch.autograd.grad(want * 0.7, leaf)
+    want_grads = torch.autograd.grad(want * 0.7, [att, out.weight, out.bias])
+    got = output_loss(att, out, target, smoothing)
+    got_grads = torch.autograd.grad(got * 0.7, [att, out.weight, out.bias])
+    torch.testing.assert_close(got.to(dtype), want, **tol)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, **tol)
+    assert not got_grads[0][1, 4:].any()  # PAD targets give nothing
+    with torch.no_grad():  # evaluation: the loss alone, same value
+        torch.testing.assert_close(output_loss(att, out, target, smoothing).to(dtype), want, **tol)
 
-    # evaluation (no gradient): the logits are left alone
-    before = logits.clone()
-    torch.testing.assert_close(token_loss(logits, target, smoothing), want_loss, rtol=1e-12, atol=1e-12)
-    assert torch.equal(logits, before)
 
-    # a leaf the caller owns: not overwritten, gradient exact
-    got = token_loss(leaf, target, smoothing)
-    (got * 0.7).backward()
-    torch.testing.assert_close(got, want_loss, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(leaf.grad, want_grad, rtol=1e-12, atol=1e-12)
-    assert torch.equal(leaf.detach(), before)
-
-    # an intermediate (the training step's case): consumed in place, same loss and gradient
-    leaf.grad = None
-    got = token_loss(leaf * 1.0, target, smoothing)
-    (got * 0.7).backward()
-    torch.testing.assert_close(got, want_loss, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(leaf.grad, want_grad, rtol=1e-12, atol=1e-12)
-    assert not leaf.grad[1, 4:].any()  # PAD targets give nothing
+def test_output_loss_under_bf16_autocast_is_close_to_fp32():
+    """training.precision: bf16 runs the products in bf16; the loss stays fp32 and close."""
+    g = torch.Generator().manual_seed(4)
+    out = torch.nn.Linear(32, 50)
+    att = torch.randn(6, 9, 32, generator=g, requires_grad=True)
+    target = torch.randint(4, 50, (6, 9), generator=g)
+    want = output_loss(att, out, target, 0.1)
+    want_grads = torch.autograd.grad(want, [att, out.weight, out.bias])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = output_loss(att, out, target, 0.1)
+    got_grads = torch.autograd.grad(got, [att, out.weight, out.bias])
+    assert got.dtype == torch.float32 and all(a.dtype == b.dtype for a, b in zip(got_grads, want_grads))
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=0)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=3e-2 * float(b.abs().max()))

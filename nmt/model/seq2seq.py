@@ -38,9 +38,13 @@ class Seq2Seq(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits: src (B, S), tgt_in (B, T) starting with BOS -> (B, T, V)."""
+        return self.output(self.attentional_vectors(src, src_lengths, tgt_in))  # one matmul over all steps
+
+    def attentional_vectors(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing up to the output layer: ã_1..ã_T, (B, T, Hd). Training feeds them to
+        `nmt.loss.output_loss`, which applies W_o and the loss together."""
         memory, state = self.encode(src, src_lengths)
-        att = self.decoder(self.dropout(self.tgt_embed(tgt_in)), memory, state)
-        return self.output(att)  # one matmul over all steps
+        return self.decoder(self.dropout(self.tgt_embed(tgt_in)), memory, state)
 
     def step(self, prev: torch.Tensor, memory: Memory, state: DecoderState):
         """One search step. prev: (B,) previous tokens.
