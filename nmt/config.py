@@ -132,7 +132,7 @@ class DecodingConfig:
     n_best: int = _f(1, AT_LEAST_ONE)
     max_length_ratio: float = _f(1.5, POSITIVE, "max output length = ratio * source + offset")
     max_length_offset: int = _f(10, NON_NEGATIVE)
-    batch_size: int = _f(64, AT_LEAST_ONE, "sentences per batch")
+    batch_size: int = _f(128, AT_LEAST_ONE, "sentences per batch (x beam_size rows in beam search)")
 
 
 @dataclass

@@ -10,13 +10,18 @@ Reports
   real training steps after `--warmup` steps (batching, forward, backward, clipping,
   optimizer step included: `Trainer.train_step`, what `nmt train` runs);
 - mfu: the analytic matmul FLOPs of those steps (nmt/flops.py: forward counted product by
-  product, training = 3x forward) per second, divided by fp32_peak_gflops;
+  product over the padded batch as the model runs it, training = 3x forward) per second,
+  divided by fp32_peak_gflops;
 - train_tgt_tokens_per_s_bf16 (and mfu_bf16 against the bf16 peak): the same with
   training.precision=bf16 (autocast);
 - greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines)
-  with `Translator`; the model is `--model RUN_DIR` if given, else the model of the fp32
-  steps above (briefly trained: speed only, its translations are poor);
+  with `Translator` in batches of the config's decoding.batch_size sentences; the model is
+  `--model RUN_DIR` if given, else the model of the fp32 steps above (briefly trained: speed
+  only, its translations are poor and their lengths unlike a real model's);
 - peak_rss_mb: the process's peak resident memory.
+
+`--profile N` first prints torch.profiler's table of N fp32 training steps (the operators
+that take the time), which is where every optimisation of the training step started.
 """
 
 from __future__ import annotations
@@ -87,6 +92,18 @@ def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, st
     return tokens / seconds, flops / seconds, steps
 
 
+def print_profile(trainer: Trainer, warmup: list[list[int]], batches: list[list[int]], rows: int = 20) -> None:
+    """torch.profiler's operator table (by own CPU time) of training steps on `batches`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for indices in warmup:
+        trainer.train_step(indices)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for indices in batches:
+            trainer.train_step(indices)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def decode_speed(translator: Translator, lines: list[str], beam: int) -> float:
     t0 = time.perf_counter()
     out = translator.translate(lines, beam=beam)
@@ -102,6 +119,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="timed training steps")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--precisions", default="fp32,bf16", help="training precisions to measure (fp32 always)")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="print the profile of N fp32 training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
 
@@ -130,6 +148,8 @@ def main() -> None:
             torch.manual_seed(cfg.seed)
             trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, torch.device("cpu"))
             batches = trainer.sampler.epoch_batches(1)
+            if args.profile and precision == "fp32":
+                print_profile(trainer, batches[: args.warmup], batches[-args.profile :])
             rate, flops, _ = train_throughput(trainer, batches, args.warmup, args.steps)
             suffix = "" if precision == "fp32" else "_bf16"
             peak = results["fp32_peak_gflops" if precision == "fp32" else "bf16_peak_gflops"]
@@ -141,6 +161,7 @@ def main() -> None:
 
     if args.model:
         translator, results["decode_model"] = Translator.load(args.model), args.model
+        translator.cfg.decoding.batch_size = cfg.decoding.batch_size  # a speed setting: the config's
     else:
         cfg.training.precision = "fp32"
         translator = Translator(fp32_trainer.model, src_tok, tgt_tok, cfg, torch.device("cpu"))

@@ -62,3 +62,13 @@ class Encoder(nn.Module):
         H = self.hidden_size
         final = torch.cat([x[torch.arange(B, device=x.device), lengths - 1, :H], x[:, 0, H:]], dim=1)
         return x, final
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Also reads checkpoints of nmt 0.1, whose encoder was one bidirectional torch RNN
+        (`rnn.weight_ih_l1_reverse` is `backward_rnns.1.weight_ih_l0` here)."""
+        for key in [k for k in state_dict if k.startswith(prefix + "rnn.")]:
+            name = key[len(prefix) + len("rnn."):]
+            direction = "backward_rnns" if name.endswith("_reverse") else "forward_rnns"
+            weight, layer = name.removesuffix("_reverse").rsplit("_l", 1)
+            state_dict[f"{prefix}{direction}.{layer}.{weight}_l0"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
