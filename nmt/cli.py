@@ -272,26 +272,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int_list(text: str) -> list[int]:
-    """'1,3,5' -> [1, 3, 5], every value >= 1."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, got {text!r}")
-    return values
+def _number_list(convert: type, least: int, what: str):
+    """An argparse type for comma-separated values, each >= least: '1,3,5' -> [1, 3, 5]."""
+
+    def parse(text: str) -> list:
+        try:
+            values = [convert(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} separated by commas, got {text!r}") from None
+        if not values or min(values) < least:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {least} separated by commas, got {text!r}")
+        return values
+
+    return parse
 
 
-def _float_list(text: str) -> list[float]:
-    """'0,0.5,1' -> [0.0, 0.5, 1.0], every value >= 0."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected numbers >= 0 separated by commas, got {text!r}")
-    return values
+_int_list = _number_list(int, 1, "integers")
+_float_list = _number_list(float, 0, "numbers")
 
 
 def _bad_number(args: argparse.Namespace) -> str | None:
