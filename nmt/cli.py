@@ -42,7 +42,7 @@ def _write_output(path: str | None, lines: list[str]) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from nmt.training import train
 
-    train(args.config, args.set, overwrite=args.overwrite)
+    train(args.config, args.set, overwrite=args.overwrite, resume=args.resume)
     return 0
 
 
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set training.lr=3e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in run_dir")
+    t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint "
+                   "(CONFIG may be that run directory)")
     t.set_defaults(func=cmd_train)
 
     def decoding_options(q: argparse.ArgumentParser) -> None:

@@ -39,3 +39,10 @@ class MissingDependency(NmtError):
     """An optional package that a command needs is not installed."""
 
     kind = "missing dependency"
+
+
+class Interrupted(NmtError):
+    """Training stopped by SIGINT or SIGTERM, after saving a checkpoint to resume from."""
+
+    kind = "interrupted"
+    exit_code = 130

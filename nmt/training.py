@@ -8,21 +8,24 @@ with the best checkpoint and the decoding defaults.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, remember_run, save_checkpoint
+from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, load_checkpoint, remember_run, save_checkpoint
 from nmt.config import Config, TrainingConfig, config_to_dict, load_config, resolve_device, save_config
 from nmt.data.batching import Batch, BatchSampler, sorted_batches
 from nmt.data.corpus import read_parallel
 from nmt.data.dates import ensure_dates_data
 from nmt.data.tokenizer import Tokenizer, build_tokenizers, save_tokenizers
-from nmt.errors import ConfigError, DataError, MissingDependency
+from nmt.errors import ConfigError, DataError, Interrupted, MissingDependency
 from nmt.evaluate import evaluate_split, score
 from nmt.log import Log
 from nmt.loss import output_loss
@@ -49,8 +52,9 @@ def _encode(prefix: str, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) ->
     return Split(src, tgt, src_tok.encode(src), tgt_tok.encode(tgt))
 
 
-def prepare_data(cfg: Config, log: Log) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
-    """Tokenizers, the length-filtered training split and the dev split (if any)."""
+def prepare_data(cfg: Config, log: Log, tokenizers: tuple[Tokenizer, Tokenizer] | None = None
+                 ) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
+    """Tokenizers (trained here unless given), the length-filtered training split and the dev split (if any)."""
     d = cfg.data
     if not d.train:
         raise ConfigError("data.train: expected the prefix of the training files, got nothing")
@@ -59,8 +63,9 @@ def prepare_data(cfg: Config, log: Log) -> tuple[Tokenizer, Tokenizer, Split, Sp
             ensure_dates_data(Path(prefix).parent)
     src, tgt = read_parallel(d.train, d.src_lang, d.tgt_lang)
     t0 = time.time()
-    src_tok, tgt_tok = build_tokenizers(cfg.tokenizer, src, tgt, cfg.seed)
-    log(f"sentencepiece: {len(src_tok)} source / {len(tgt_tok)} target pieces ({time.time() - t0:.1f}s)")
+    src_tok, tgt_tok = tokenizers or build_tokenizers(cfg.tokenizer, src, tgt, cfg.seed)
+    if tokenizers is None:
+        log(f"sentencepiece: {len(src_tok)} source / {len(tgt_tok)} target pieces ({time.time() - t0:.1f}s)")
     src_ids, tgt_ids = src_tok.encode(src), tgt_tok.encode(tgt)
     keep = [i for i in range(len(src)) if 0 < len(src_ids[i]) <= d.max_src_length
             and 0 < len(tgt_ids[i]) <= d.max_tgt_length]
@@ -140,7 +145,9 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.schedule = LRSchedule(self.t, self.optimizer)
         self.step, self.epoch, self.best, self.bad_validations = 0, 0, None, 0
-        self.started = time.time()
+        self.batches_done, self.last_valid = 0, -1  # of the current epoch; step of the last validation
+        self.best_saved = None  # dev metric of checkpoints/best.pt
+        self.started, self.interrupted = time.time(), None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam or AdamW; the fused kernel (one pass over all parameters, 3x faster on the CPU)
@@ -183,8 +190,12 @@ class Trainer:
             tokens += batch.n_tgt_tokens
         return total / max(1, tokens)
 
-    def validate(self) -> None:
-        """Dev loss, perplexity and greedy BLEU; keep the best checkpoint; count patience."""
+    def validate(self, scheduled: bool = True) -> None:
+        """Dev loss, perplexity and greedy BLEU; keep the best checkpoint; count patience.
+
+        An unscheduled validation (the one at the end of a run that stops between two
+        scheduled ones) keeps a better model as `best` but changes no training state (patience,
+        the plateau schedule), so that stopping and resuming trains exactly as going on would."""
         t0 = time.time()
         loss = self.dev_loss()
         hyps = Translator(self.model, self.src_tok, self.tgt_tok, self.cfg, self.device).translate(self.dev.src, beam=1)
@@ -192,18 +203,19 @@ class Trainer:
         value = {"bleu": scores.bleu, "accuracy": scores.accuracy, "loss": loss}[self.t.valid_metric]
         sign = -1 if self.t.valid_metric == "loss" else 1
         improved = self.best is None or sign * value > sign * self.best
-        if improved:
-            self.best, self.bad_validations = value, 0
+        new_best = self.best_saved is None or sign * value > sign * self.best_saved
+        if new_best:
+            self.best_saved = value
             self.save("best")
-        else:
-            self.bad_validations += 1
-        self.schedule.validated(improved)
+        if scheduled:
+            self.best, self.bad_validations = (value, 0) if improved else (self.best, self.bad_validations + 1)
+            self.schedule.validated(improved)
         self.save("last")
         self.log.record(kind="valid", step=self.step, epoch=self.epoch, dev_loss=loss, dev_ppl=math.exp(min(loss, 50)),
                         dev_bleu=scores.bleu, dev_chrf=scores.chrf, dev_accuracy=scores.accuracy,
-                        best=improved, seconds=time.time() - self.started)
+                        best=new_best, seconds=time.time() - self.started)
         self.log(f"valid step {self.step}: dev loss {loss:.3f}  ppl {math.exp(min(loss, 50)):.2f}  greedy "
-                 f"{scores.line()}  ({time.time() - t0:.1f}s){'  *best*' if improved else ''}")
+                 f"{scores.line()}  ({time.time() - t0:.1f}s){'  *best*' if new_best else ''}")
         for src, hyp, ref in list(zip(self.dev.src, hyps, self.dev.tgt))[: self.t.show_examples]:
             self.log(f"    {src!r} -> {hyp!r} (ref {ref!r})")
 
@@ -216,8 +228,22 @@ class Trainer:
             "config": config_to_dict(self.cfg), "tokenizers": tokenizers, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "progress": {"step": self.step, "epoch": self.epoch, "best": self.best,
-                         "bad_validations": self.bad_validations},
+                         "bad_validations": self.bad_validations, "batches_done": self.batches_done,
+                         "last_valid": self.last_valid, "best_saved": self.best_saved,
+                         "seconds": time.time() - self.started},
+            "rng": torch.get_rng_state(),  # dropout's random numbers
         }, checkpoint_path(self.run_dir, name))
+
+    def restore(self, state: dict) -> None:
+        """Continue exactly where the checkpoint `state` left off (see `save`)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        p = state["progress"]
+        self.step, self.epoch, self.best, self.bad_validations = p["step"], p["epoch"], p["best"], p["bad_validations"]
+        self.batches_done, self.last_valid, self.best_saved = p["batches_done"], p["last_valid"], p["best_saved"]
+        self.started = time.time() - p["seconds"]
+        torch.set_rng_state(state["rng"])
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -239,45 +265,86 @@ class Trainer:
         if self.t.precision == "bf16" and not runtime.fast_bf16(self.device):
             self.log("warning: training.precision is bf16 but this CPU has no fast bf16 matrix products "
                      "(oneDNN reports none): expect training far slower than fp32")
-        reason, last_valid, window_loss, window_tokens, window_start = None, -1, 0.0, 0, time.time()
-        while reason is None:
-            if self.t.max_epochs and self.epoch >= self.t.max_epochs:
-                reason = f"reached training.max_epochs ({self.t.max_epochs})"
-                break
-            self.epoch += 1
-            for indices in self.sampler.epoch_batches(self.epoch):
-                loss, n_tokens = self.train_step(indices)
-                window_loss, window_tokens = window_loss + loss * n_tokens, window_tokens + n_tokens
-                if self.step % 10 == 0 or self.step % self.t.log_every == 0:
-                    rate = window_tokens / max(1e-9, time.time() - window_start)
-                    text = (f"epoch {self.epoch} step {self.step} | loss {window_loss / window_tokens:.3f} | "
-                            f"{rate:,.0f} tgt tok/s | lr {self.lr:.2e}")
-                    self.log.progress(text, every=self.step % self.t.log_every == 0)
-                    if self.step % self.t.log_every == 0:
-                        self.log.record(kind="train", step=self.step, epoch=self.epoch, lr=self.lr,
-                                        loss=window_loss / window_tokens, tgt_tokens_per_s=rate)
-                        window_loss, window_tokens, window_start = 0.0, 0, time.time()
-                if self.dev is not None and self.step % self.t.valid_every == 0:
-                    self.validate()
-                    last_valid = self.step
-                reason = self.stop_reason()
-                if reason:
-                    break
-        if self.dev is not None and last_valid != self.step:
-            self.validate()
+        reason = self.stop_reason()
+        self.window = [0.0, 0, time.time()]  # loss x tokens, tokens, start: for the progress line
+        with self._stop_signals():
+            while reason is None:
+                if self.batches_done == 0:  # a new epoch
+                    if self.t.max_epochs and self.epoch >= self.t.max_epochs:
+                        reason = f"reached training.max_epochs ({self.t.max_epochs})"
+                        break
+                    self.epoch += 1
+                reason = self._train_epoch()
+        if self.dev is not None and self.last_valid != self.step:
+            self.validate(scheduled=False)
         if self.dev is None:
             self.save("best")
         self.save("last")
         self.log(f"stopped after {self.step} steps, {self.epoch} epochs, "
                  f"{(time.time() - self.started) / 60:.1f} min: {reason}")
 
+    def _train_epoch(self) -> str | None:
+        """The rest of the current epoch (from batch `batches_done`), or until a stopping rule
+        fires (its reason is returned). A stop signal saves `last` and raises Interrupted."""
+        for indices in self.sampler.epoch_batches(self.epoch)[self.batches_done:]:
+            loss, n_tokens = self.train_step(indices)
+            self.batches_done += 1
+            self._report(loss, n_tokens)
+            if self.dev is not None and self.step % self.t.valid_every == 0:
+                self.validate()
+                self.last_valid = self.step
+            if self.interrupted:
+                self.save("last")
+                raise Interrupted(f"{self.interrupted} at step {self.step}: saved {checkpoint_path(self.run_dir, 'last')}; "
+                                  f"continue with: nmt train {self.run_dir} --resume")
+            reason = self.stop_reason()
+            if reason:
+                return reason
+        self.batches_done = 0
+        return None
+
+    def _report(self, loss: float, n_tokens: int) -> None:
+        """Progress line every 10 steps; a log line and a metrics record every log_every steps."""
+        w = self.window
+        w[0], w[1] = w[0] + loss * n_tokens, w[1] + n_tokens
+        if self.step % 10 and self.step % self.t.log_every:
+            return
+        rate = w[1] / max(1e-9, time.time() - w[2])
+        text = f"epoch {self.epoch} step {self.step} | loss {w[0] / w[1]:.3f} | {rate:,.0f} tgt tok/s | lr {self.lr:.2e}"
+        self.log.progress(text, every=self.step % self.t.log_every == 0)
+        if self.step % self.t.log_every == 0:
+            self.log.record(kind="train", step=self.step, epoch=self.epoch, lr=self.lr, loss=w[0] / w[1],
+                            tgt_tokens_per_s=rate)
+            self.window = [0.0, 0, time.time()]
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """SIGINT and SIGTERM ask the loop to save and stop after the current step; a second
+        signal acts as it would without nmt (KeyboardInterrupt, or the default: exit)."""
+        if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def ask_to_stop(signum, frame):
+            self.interrupted = signal.Signals(signum).name
+            signal.signal(signum, previous[signum])
+
+        for sig in previous:
+            signal.signal(sig, ask_to_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
 
 def _start_run_dir(cfg: Config, overwrite: bool) -> Path:
     """Create the run directory; refuse to mix two runs in one unless told to overwrite."""
     run_dir = Path(cfg.run_dir)
     if any((run_dir / CHECKPOINT_DIR).glob("*.pt")) and not overwrite:
-        raise ConfigError(f"run_dir: {run_dir} holds a run already; pass --overwrite to replace it "
-                          "or set another run_dir (--set run_dir=...)")
+        raise ConfigError(f"run_dir: {run_dir} holds a run already; pass --resume to continue it, --overwrite "
+                          "to replace it, or set another run_dir (--set run_dir=...)")
     # a replaced run, or an attempt that failed before its first checkpoint
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     for name in RUN_FILES:
@@ -286,19 +353,57 @@ def _start_run_dir(cfg: Config, overwrite: bool) -> Path:
     return run_dir
 
 
-def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), overwrite: bool = False) -> Path:
-    """Train a model from a Config (or a YAML path plus overrides); returns the run directory."""
+# what a resumed run must share with the checkpoint; training limits, schedule and decoding may change
+RESUME_KEYS = {"": ("seed",), "data": ("src_lang", "tgt_lang", "train", "generate", "max_src_length", "max_tgt_length"),
+               "tokenizer": None, "model": None, "training": ("batch_size", "batch_type", "optimizer", "precision")}
+
+
+def _resume_state(cfg: Config) -> dict:
+    """The run's last checkpoint, after checking that `cfg` describes the same training."""
+    path = checkpoint_path(cfg.run_dir, "last")
+    if not path.is_file():
+        raise ConfigError(f"run_dir: {cfg.run_dir} holds no checkpoints/last.pt to resume from")
+    state = load_checkpoint(path)
+    new, old = config_to_dict(cfg), state["config"]
+    for section, keys in RESUME_KEYS.items():
+        a, b = (new, old) if not section else (new[section], old[section])
+        for key in keys or a:
+            if a.get(key) != b.get(key):
+                name = f"{section}.{key}" if section else key
+                raise ConfigError(f"{name}: the run in {cfg.run_dir} was trained with {b.get(key)!r}, "
+                                  f"this config says {a.get(key)!r}; a resumed run may change only limits and schedules")
+    return state
+
+
+def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), overwrite: bool = False,
+          resume: bool = False) -> Path:
+    """Train a model from a Config (or a YAML path, or a run directory, plus overrides); returns the
+    run directory. `resume` continues the run in run_dir from its last checkpoint, exactly: model,
+    optimizer, schedule, random state, data order and position, early-stopping state."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite: choose one")
+    if not isinstance(config, Config) and Path(config).is_dir():
+        config = Path(config) / "config.yaml"  # a run directory: its resolved config
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     device = resolve_device(cfg.device)
-    run_dir = _start_run_dir(cfg, overwrite)
+    state = _resume_state(cfg) if resume else None
+    run_dir = Path(cfg.run_dir) if resume else _start_run_dir(cfg, overwrite)
     log = Log(run_dir)
     try:
         torch.manual_seed(cfg.seed)
         runtime.configure(cfg.training.num_threads)
-        src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log)
+        tokenizers = None
+        if state is not None:
+            src_tok = Tokenizer(state["tokenizers"]["src"])
+            tokenizers = (src_tok, src_tok if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"]))
+        src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizers(src_tok, tgt_tok, run_dir)
-        Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device).run()
+        trainer = Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device)
+        if state is not None:
+            trainer.restore(state)
+            log(f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.step}, epoch {trainer.epoch}")
+        trainer.run()
         remember_run(run_dir)
         if cfg.data.test:
             test_report(run_dir, cfg, log)

@@ -1,0 +1,96 @@
+"""Training survives interruption: exact resume, SIGINT/SIGTERM checkpoints, refusing to mix runs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import nmt
+from nmt.checkpoint import load_checkpoint
+from nmt.config import Config, config_from_dict, config_to_dict
+from nmt.data.dates import write_splits
+from nmt.errors import ConfigError
+
+from conftest import REPO_ROOT
+
+
+def tiny_config(tmp_path: Path, run: str, **training) -> Config:
+    data = tmp_path / "dates"
+    if not (data / "train.src").exists():
+        write_splits(data, sizes={"train": 400, "dev": 20, "test": 0})
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "dates.yaml").read_text())
+    raw["run_dir"] = str(tmp_path / run)
+    raw["data"].update(train=str(data / "train"), dev=str(data / "dev"), test="", generate=None)
+    raw["model"].update(emb_size=16, enc_hidden_size=16, dec_hidden_size=16, attention_size=16, dropout=0.3)
+    raw["training"].update(batch_size=300, valid_every=5, max_minutes=0, patience=0, log_every=1, **training)
+    return config_from_dict(raw)
+
+
+def last(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    for (i, sa), (j, sb) in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].items()):
+        assert i == j and all(torch.equal(sa[k], sb[k]) for k in sa), i
+    assert torch.equal(a["rng"], b["rng"])
+    assert a["schedule"] == b["schedule"]
+    for key in ("step", "epoch", "batches_done", "best", "bad_validations"):
+        assert a["progress"][key] == b["progress"][key], key
+
+
+def test_n_steps_then_resume_then_n_steps_equals_2n_steps(tmp_path):
+    """Bitwise, on CPU: the stop falls inside an epoch (dropout on, a plateau schedule)."""
+    whole = last(nmt.train(tiny_config(tmp_path, "whole", max_steps=14)))
+    first = nmt.train(tiny_config(tmp_path, "parts", max_steps=7))
+    assert last(first)["progress"]["batches_done"] > 0  # stopped within an epoch
+    resumed = nmt.train(tiny_config(tmp_path, "parts", max_steps=14), resume=True)
+    assert whole["progress"]["step"] == 14
+    assert_same_training_state(whole, last(resumed))
+    log = (resumed / "train.log").read_text()
+    assert "resumed from" in log and log.count("run dates") == 2  # one log, appended
+
+
+def test_resume_refuses_a_different_model_and_an_empty_run_dir(tmp_path):
+    nmt.train(tiny_config(tmp_path, "run", max_steps=2))
+    changed = tiny_config(tmp_path, "run", max_steps=4)
+    changed.model.emb_size = 32
+    with pytest.raises(ConfigError, match=r"model\.emb_size: the run in .* was trained with 16, this config says 32"):
+        nmt.train(changed, resume=True)
+    with pytest.raises(ConfigError, match="holds no checkpoints/last.pt"):
+        nmt.train(tiny_config(tmp_path, "empty", max_steps=2), resume=True)
+    with pytest.raises(ConfigError, match="pass --resume to continue it, --overwrite to replace it"):
+        nmt.train(tiny_config(tmp_path, "run", max_steps=2))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig, nmt_cli, one_line_error):
+    cfg = tiny_config(tmp_path, "run", max_steps=100_000)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "nmt", "train", str(config)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 3):
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    message = one_line_error(result, "interrupted", 130, only_line=False)
+    step = last(tmp_path / "run")["progress"]["step"]
+    assert message == (f"{sig.name} at step {step}: saved {tmp_path / 'run' / 'checkpoints' / 'last.pt'}; "
+                       f"continue with: nmt train {tmp_path / 'run'} --resume")
+    # the run directory form: its own config, a new limit
+    resumed = nmt_cli("train", tmp_path / "run", "--resume", "--set", f"training.max_steps={step + 3}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert last(tmp_path / "run")["progress"]["step"] == step + 3
