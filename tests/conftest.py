@@ -105,3 +105,24 @@ def check_one_line_error(result: subprocess.CompletedProcess, kind: str, exit_co
 def one_line_error() -> Callable[..., str]:
     """`one_line_error(result, "config error", 2)` -> the message (see check_one_line_error)."""
     return check_one_line_error
+
+
+def tiny_dates_config(tmp_path: Path, run: str, dropout: float | None = None, **training):
+    """The dates config shrunk for tests: 400 generated training pairs in tmp_path/dates, a
+    16-unit model, run_dir tmp_path/RUN, no time limit or patience; `training` keys override."""
+    import yaml
+
+    from nmt.config import config_from_dict
+    from nmt.data.dates import write_splits
+
+    data = tmp_path / "dates"
+    if not (data / "train.src").exists():
+        write_splits(data, sizes={"train": 400, "dev": 20, "test": 20})
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "dates.yaml").read_text())
+    raw["run_dir"] = str(tmp_path / run)
+    raw["data"].update(train=str(data / "train"), dev=str(data / "dev"), test="", generate=None)
+    raw["model"].update(emb_size=16, enc_hidden_size=16, dec_hidden_size=16, attention_size=16)
+    if dropout is not None:
+        raw["model"]["dropout"] = dropout
+    raw["training"].update(max_minutes=0, patience=0, **training)
+    return config_from_dict(raw)

@@ -14,23 +14,14 @@ import yaml
 
 import nmt
 from nmt.checkpoint import load_checkpoint
-from nmt.config import Config, config_from_dict, config_to_dict
-from nmt.data.dates import write_splits
+from nmt.config import Config, config_to_dict
 from nmt.errors import ConfigError
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, tiny_dates_config
 
 
 def tiny_config(tmp_path: Path, run: str, **training) -> Config:
-    data = tmp_path / "dates"
-    if not (data / "train.src").exists():
-        write_splits(data, sizes={"train": 400, "dev": 20, "test": 0})
-    raw = yaml.safe_load((REPO_ROOT / "configs" / "dates.yaml").read_text())
-    raw["run_dir"] = str(tmp_path / run)
-    raw["data"].update(train=str(data / "train"), dev=str(data / "dev"), test="", generate=None)
-    raw["model"].update(emb_size=16, enc_hidden_size=16, dec_hidden_size=16, attention_size=16, dropout=0.3)
-    raw["training"].update(batch_size=300, valid_every=5, max_minutes=0, patience=0, log_every=1, **training)
-    return config_from_dict(raw)
+    return tiny_dates_config(tmp_path, run, dropout=0.3, batch_size=300, valid_every=5, log_every=1, **training)
 
 
 def last(run_dir: Path) -> dict:

@@ -9,8 +9,9 @@ import yaml
 import nmt
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, TrainingConfig, config_from_dict, reference_yaml
-from nmt.data.dates import write_splits
 from nmt.training import LRSchedule
+
+from conftest import tiny_dates_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,15 +56,7 @@ def test_plateau_halves_after_patience_and_respects_min_lr():
 
 
 def _tiny_config(tmp_path: Path, run: str) -> Config:
-    data = tmp_path / "dates"
-    if not (data / "train.src").exists():
-        write_splits(data, sizes={"train": 400, "dev": 20, "test": 20})
-    raw = yaml.safe_load((ROOT / "configs" / "dates.yaml").read_text())
-    raw["run_dir"] = str(tmp_path / run)
-    raw["data"].update(train=str(data / "train"), dev=str(data / "dev"), test="", generate=None)
-    raw["model"].update(emb_size=16, enc_hidden_size=16, dec_hidden_size=16, attention_size=16)
-    raw["training"].update(max_steps=12, valid_every=6, batch_size=400, max_minutes=0, patience=0)
-    return config_from_dict(raw)
+    return tiny_dates_config(tmp_path, run, max_steps=12, valid_every=6, batch_size=400)
 
 
 def test_training_is_deterministic_on_cpu(tmp_path, monkeypatch):
