@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from nmt import metrics
 from nmt.translate import Translator
+
 
 @dataclass
 class TuneResult:

@@ -45,7 +45,7 @@ from nmt.config import load_config  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.flops import train_step_flops  # noqa: E402
 from nmt.log import Log  # noqa: E402
-from nmt.training import Split, Trainer, prepare_data  # noqa: E402
+from nmt.training import Trainer, prepare_data  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
 
