@@ -364,6 +364,8 @@ def _resume_state(cfg: Config) -> dict:
     if not path.is_file():
         raise ConfigError(f"run_dir: {cfg.run_dir} holds no checkpoints/last.pt to resume from")
     state = load_checkpoint(path)
+    for stale in path.parent.glob(".*.tmp"):  # a write that a kill interrupted (the old file is whole)
+        stale.unlink(missing_ok=True)
     new, old = config_to_dict(cfg), state["config"]
     for section, keys in RESUME_KEYS.items():
         a, b = (new, old) if not section else (new[section], old[section])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ from conftest import REPO_ROOT, tiny_dates_config
 
 
 def tiny_config(tmp_path: Path, run: str, **training) -> Config:
-    return tiny_dates_config(tmp_path, run, dropout=0.3, batch_size=300, valid_every=5, log_every=1, **training)
+    return tiny_dates_config(tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 5, "log_every": 1,
+                                                             **training})
 
 
 def last(run_dir: Path) -> dict:
@@ -85,3 +88,51 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     resumed = nmt_cli("train", tmp_path / "run", "--resume", "--set", f"training.max_steps={step + 3}")
     assert resumed.returncode == 0, resumed.stderr
     assert last(tmp_path / "run")["progress"]["step"] == step + 3
+
+
+def start_training(tmp_path: Path, run: str, **training) -> tuple[subprocess.Popen, Path]:
+    """`nmt train` in a child process on a tiny config (a bigger model: slower checkpoint writes)."""
+    cfg = tiny_config(tmp_path, run, **training)
+    cfg.model.emb_size = cfg.model.enc_hidden_size = cfg.model.dec_hidden_size = 96
+    config = tmp_path / f"{run}.yaml"
+    config.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    proc = subprocess.Popen([sys.executable, "-m", "nmt", "train", str(config)], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, tmp_path / run / "checkpoints"
+
+
+def wait_for(condition, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert proc.poll() is None, "training ended by itself"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.0005)
+
+
+def kill_and_resume(tmp_path: Path, run: str, moment, nmt_cli) -> bool:
+    """Start training, SIGKILL it at `moment` (seconds after the first checkpoint, or "while
+    writing": as soon as a checkpoint's temporary file appears), then check that the last
+    checkpoint loads and training resumes from it. Returns whether a write was cut short."""
+    proc, checkpoints = start_training(tmp_path, run, max_steps=100_000, valid_every=1)
+    wait_for(lambda: (checkpoints / "last.pt").is_file(), proc)
+    if moment == "while writing":
+        wait_for(lambda: any(name.endswith(".tmp") for name in os.listdir(checkpoints)), proc)
+    else:
+        time.sleep(moment)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    cut_short = any(name.endswith(".tmp") for name in os.listdir(checkpoints))
+    step = last(checkpoints.parent)["progress"]["step"]  # loads: never half-written
+    resumed = nmt_cli("train", checkpoints.parent, "--resume", "--set", f"training.max_steps={step + 2}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert last(checkpoints.parent)["progress"]["step"] == step + 2
+    assert not any(name.endswith(".tmp") for name in os.listdir(checkpoints))  # the stale write is gone
+    return cut_short
+
+
+def test_sigkill_at_any_moment_leaves_a_checkpoint_that_loads_and_resumes(tmp_path, nmt_cli):
+    # during a checkpoint write (the kill may land just after the rename: try again)
+    assert any(kill_and_resume(tmp_path, f"writing{i}", "while writing", nmt_cli) for i in range(5))
+    rng = random.Random(7)
+    for i in range(3):  # and at random moments
+        kill_and_resume(tmp_path, f"random{i}", rng.uniform(0, 3), nmt_cli)
