@@ -64,7 +64,19 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.plot_attention:
         _plot_attention(Path(args.plot_attention), lines, results)
     _write_output(args.output, out)
+    _note_long_lines(translator, lines)
     return 0
+
+
+def _note_long_lines(translator, lines: list[str]) -> None:
+    """A stderr note per input line longer than the model's training data allowed (5 at most)."""
+    long = translator.too_long(lines)
+    limit = translator.cfg.data.max_src_length
+    for index, n in long[:5]:
+        print(f"nmt: note: input line {index + 1} has {n} subwords, more than the {limit} of the longest "
+              "training source (data.max_src_length): translated whole, expect a poorer translation", file=sys.stderr)
+    if len(long) > 5:
+        print(f"nmt: note: {len(long) - 5} more input lines are that long", file=sys.stderr)
 
 
 def _plot_attention(folder: Path, lines: list[str], results: list) -> None:

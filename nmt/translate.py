@@ -164,6 +164,12 @@ class Translator:
             None if hyp.attention is None else hyp.attention.float().cpu(), hyp.tokens,
         )
 
+    def too_long(self, lines: list[str]) -> list[tuple[int, int]]:
+        """(index, subwords) of the lines longer than any source the model was trained on
+        (data.max_src_length). They are translated whole all the same; quality may suffer."""
+        limit = self.cfg.data.max_src_length
+        return [(i, len(ids)) for i, ids in enumerate(self.src_tok.encode(lines)) if len(ids) > limit]
+
     def translate(self, lines: list[str], beam: int | None = None, alpha: float | None = None) -> list[str]:
         """The best translation of every line, as text."""
         return [nbest[0].text for nbest in self.search(lines, beam, alpha, n_best=1)]

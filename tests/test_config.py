@@ -592,3 +592,35 @@ def test_cli_set_without_equals(tmp_path, nmt_cli, one_line_error):
     config.write_text(f"run_dir: {tmp_path / 'run'}\n")
     message = one_line_error(nmt_cli("train", config, "--set", "training.lr"), "config error", 2)
     assert "training.lr" in message
+
+
+# --- fuzzing through the command line ---------------------------------------------------------
+
+def fuzz_values(tp, f) -> list[tuple[str, object]]:
+    """(kind, value) pairs that key must refuse: a wrong type, out of range, missing (null)."""
+    values = [("wrong type", [1, 2])]
+    inner = tp if not is_optional(tp) else next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(inner) is typing.Literal:
+        values.append(("out of range", "no-such-choice"))
+    elif f.metadata.get("check") is not None:
+        values.append(("out of range", -1))
+    if not is_optional(tp):
+        values.append(("missing", None))
+    return values
+
+
+FUZZ = [(path, kind, value) for path, tp, f in LEAVES for kind, value in fuzz_values(tp, f)]
+
+
+@pytest.mark.parametrize("path,kind,value", FUZZ, ids=[f"{p}-{k}" for p, k, _ in FUZZ])
+def test_nmt_train_refuses_every_bad_value_with_one_line_naming_the_key(path, kind, value, tmp_path, capsys):
+    """Every key of the reference config, with a wrong type, an out-of-range and a missing value:
+    `nmt train` exits with status 2 and one line on stderr that names the key; no traceback."""
+    from nmt.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({**nested(path, value), "run_dir": str(tmp_path / "run")}
+                                     if path != "run_dir" else nested(path, value)))
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nmt: config error: {path}: "), err
