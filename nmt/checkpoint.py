@@ -1,7 +1,8 @@
 """Run directories and checkpoints: atomic writes, safe loads.
 
 A run directory holds `config.yaml` (resolved), `spm*.model`, `metrics.jsonl`, `train.log`
-and `checkpoints/{best,last}.pt`; `decoding.yaml` when `nmt tune --write` stored decoding
+and `checkpoints/{best,last}.pt` (hard links to the `checkpoints/step-N.pt` files training
+writes and prunes); `decoding.yaml` when `nmt tune --write` stored decoding
 defaults. A checkpoint is self-contained: it carries the resolved
 config and the sentencepiece models next to the weights, as tensors and plain Python values
 only, so it loads with `torch.load(weights_only=True)` and cannot run code.
@@ -10,6 +11,7 @@ only, so it loads with `torch.load(weights_only=True)` and cannot run code.
 from __future__ import annotations
 
 import os
+import shutil
 import pickle
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f))
+
+
+def link_checkpoint(source: Path, name: Path) -> None:
+    """Make `name` the same file as `source`, atomically: a hard link (no extra disk), or a copy
+    where the file system has no links."""
+    tmp = name.with_name(f".{name.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, name)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -113,6 +113,8 @@ class TrainingConfig:
     max_steps: int = _f(0, NON_NEGATIVE, "0 means no limit")
     max_epochs: int = _f(0, NON_NEGATIVE, "0 means no limit")
     max_minutes: float = _f(0.0, NON_NEGATIVE, "0 means no limit")
+    keep_last: int = _f(1, AT_LEAST_ONE, "checkpoints/step-N.pt files kept: the newest ones")
+    keep_best: int = _f(1, AT_LEAST_ONE, "... and the best ones by valid_metric (last.pt, best.pt always)")
     valid_every: int = _f(500, AT_LEAST_ONE, "steps between validations")
     valid_metric: Literal["bleu", "accuracy", "loss"] = _f("bleu", help="for best and patience")
     patience: int = _f(0, NON_NEGATIVE, "stop after this many validations without gain; 0 off")

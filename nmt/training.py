@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, load_checkpoint, remember_run, save_checkpoint
+from nmt.checkpoint import (CHECKPOINT_DIR, checkpoint_path, link_checkpoint, load_checkpoint, remember_run,
+                            save_checkpoint)
 from nmt.config import Config, TrainingConfig, config_to_dict, load_config, resolve_device, save_config
 from nmt.data.batching import Batch, BatchSampler, sorted_batches
 from nmt.data.corpus import read_parallel
 from nmt.data.dates import ensure_dates_data
 from nmt.data.tokenizer import Tokenizer, build_tokenizers, save_tokenizers
-from nmt.errors import ConfigError, DataError, Interrupted, MissingDependency
+from nmt.errors import CheckpointError, ConfigError, DataError, Interrupted, MissingDependency
 from nmt.evaluate import evaluate_split, score
 from nmt.log import Log
 from nmt.loss import output_loss
@@ -147,6 +148,7 @@ class Trainer:
         self.step, self.epoch, self.best, self.bad_validations = 0, 0, None, 0
         self.batches_done, self.last_valid = 0, -1  # of the current epoch; step of the last validation
         self.best_saved = None  # dev metric of checkpoints/best.pt
+        self.scores: dict[str, float] = {}  # step -> dev metric (higher is better) of its checkpoint
         self.started, self.interrupted = time.time(), None
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -206,11 +208,11 @@ class Trainer:
         new_best = self.best_saved is None or sign * value > sign * self.best_saved
         if new_best:
             self.best_saved = value
-            self.save("best")
         if scheduled:
             self.best, self.bad_validations = (value, 0) if improved else (self.best, self.bad_validations + 1)
             self.schedule.validated(improved)
-        self.save("last")
+        self.scores[str(self.step)] = sign * value  # higher is better
+        self.save(best=new_best)
         self.log.record(kind="valid", step=self.step, epoch=self.epoch, dev_loss=loss, dev_ppl=math.exp(min(loss, 50)),
                         dev_bleu=scores.bleu, dev_chrf=scores.chrf, dev_accuracy=scores.accuracy,
                         best=new_best, seconds=time.time() - self.started)
@@ -221,7 +223,11 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------
 
-    def save(self, name: str) -> None:
+    def save(self, best: bool = False) -> None:
+        """Write the whole training state as checkpoints/step-N.pt and point last.pt (and, if
+        `best`, best.pt) at it; then keep only the training.keep_last newest and the
+        training.keep_best best step files (last.pt and best.pt stay: they are hard links)."""
+        path = checkpoint_path(self.run_dir, f"step-{self.step:08d}")
         tokenizers = {"src": self.src_tok.model_proto,
                       "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto}
         save_checkpoint({
@@ -229,10 +235,18 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "progress": {"step": self.step, "epoch": self.epoch, "best": self.best,
                          "bad_validations": self.bad_validations, "batches_done": self.batches_done,
-                         "last_valid": self.last_valid, "best_saved": self.best_saved,
+                         "last_valid": self.last_valid, "best_saved": self.best_saved, "scores": self.scores,
                          "seconds": time.time() - self.started},
             "rng": torch.get_rng_state(),  # dropout's random numbers
-        }, checkpoint_path(self.run_dir, name))
+        }, path)
+        link_checkpoint(path, checkpoint_path(self.run_dir, "last"))
+        if best:
+            link_checkpoint(path, checkpoint_path(self.run_dir, "best"))
+        steps = sorted(int(p.stem.removeprefix("step-")) for p in path.parent.glob("step-*.pt"))
+        keep = set(steps[-self.t.keep_last:])
+        keep |= set(sorted((s for s in steps if str(s) in self.scores), key=lambda s: -self.scores[str(s)])[: self.t.keep_best])
+        for step in set(steps) - keep:
+            checkpoint_path(self.run_dir, f"step-{step:08d}").unlink(missing_ok=True)
 
     def restore(self, state: dict) -> None:
         """Continue exactly where the checkpoint `state` left off (see `save`)."""
@@ -242,6 +256,7 @@ class Trainer:
         p = state["progress"]
         self.step, self.epoch, self.best, self.bad_validations = p["step"], p["epoch"], p["best"], p["bad_validations"]
         self.batches_done, self.last_valid, self.best_saved = p["batches_done"], p["last_valid"], p["best_saved"]
+        self.scores = dict(p["scores"])
         self.started = time.time() - p["seconds"]
         torch.set_rng_state(state["rng"])
 
@@ -277,9 +292,7 @@ class Trainer:
                 reason = self._train_epoch()
         if self.dev is not None and self.last_valid != self.step:
             self.validate(scheduled=False)
-        if self.dev is None:
-            self.save("best")
-        self.save("last")
+        self.save(best=self.dev is None)
         self.log(f"stopped after {self.step} steps, {self.epoch} epochs, "
                  f"{(time.time() - self.started) / 60:.1f} min: {reason}")
 
@@ -294,7 +307,7 @@ class Trainer:
                 self.validate()
                 self.last_valid = self.step
             if self.interrupted:
-                self.save("last")
+                self.save()
                 raise Interrupted(f"{self.interrupted} at step {self.step}: saved {checkpoint_path(self.run_dir, 'last')}; "
                                   f"continue with: nmt train {self.run_dir} --resume")
             reason = self.stop_reason()
@@ -358,12 +371,18 @@ RESUME_KEYS = {"": ("seed",), "data": ("src_lang", "tgt_lang", "train", "generat
                "tokenizer": None, "model": None, "training": ("batch_size", "batch_type", "optimizer", "precision")}
 
 
+RESUME_PROGRESS = {"step", "epoch", "batches_done", "last_valid", "best_saved", "scores", "seconds"}
+
+
 def _resume_state(cfg: Config) -> dict:
     """The run's last checkpoint, after checking that `cfg` describes the same training."""
     path = checkpoint_path(cfg.run_dir, "last")
     if not path.is_file():
         raise ConfigError(f"run_dir: {cfg.run_dir} holds no checkpoints/last.pt to resume from")
     state = load_checkpoint(path)
+    if "rng" not in state or not RESUME_PROGRESS <= set(state.get("progress", {})):
+        raise CheckpointError(f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
+                              "continue training (start a new run)")
     for stale in path.parent.glob(".*.tmp"):  # a write that a kill interrupted (the old file is whole)
         stale.unlink(missing_ok=True)
     new, old = config_to_dict(cfg), state["config"]

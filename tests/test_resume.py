@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -17,7 +18,7 @@ import yaml
 import nmt
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, config_to_dict
-from nmt.errors import ConfigError
+from nmt.errors import CheckpointError, ConfigError
 
 from conftest import REPO_ROOT, tiny_dates_config
 
@@ -136,3 +137,27 @@ def test_sigkill_at_any_moment_leaves_a_checkpoint_that_loads_and_resumes(tmp_pa
     rng = random.Random(7)
     for i in range(3):  # and at random moments
         kill_and_resume(tmp_path, f"random{i}", rng.uniform(0, 3), nmt_cli)
+
+
+def test_keeps_the_newest_and_the_best_step_checkpoints(tmp_path):
+    cfg = tiny_config(tmp_path, "run", max_steps=12, valid_every=2, keep_last=2, keep_best=2)
+    cfg.training.valid_metric = "loss"
+    run = nmt.train(cfg)
+    losses = {r["step"]: r["dev_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "valid"}
+    best_two = sorted(losses, key=losses.get)[:2]
+    kept = sorted(int(p.stem.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*.pt"))
+    assert kept == sorted({10, 12} | set(best_two))
+    assert os.path.samefile(run / "checkpoints" / "last.pt", run / "checkpoints" / "step-00000012.pt")
+    assert last(run)["progress"]["step"] == 12
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["progress"]["step"] == min(losses, key=losses.get)
+
+
+def test_a_checkpoint_without_resume_state_is_a_clear_error(tmp_path):
+    run = nmt.train(tiny_config(tmp_path, "run", max_steps=2))
+    state = last(run)
+    del state["rng"]
+    torch.save(state, run / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="could not resume runs"):
+        nmt.train(tiny_config(tmp_path, "run", max_steps=4), resume=True)
