@@ -163,12 +163,14 @@ def test_translate_line_endings_and_counts(run_nmt):
         assert "\r" not in result.stdout
 
 
-def test_translate_a_line_far_longer_than_training_gives_one_line_and_a_note(run_nmt):
-    """Mixed input: blank, CRLF, control characters, a line of 4,000 characters; one output line each."""
+def test_translate_a_line_far_longer_than_training_gives_one_line_and_a_note(run_nmt, tmp_path):
+    """A file mixing CRLF, blank lines, control characters and a line of 4,000 characters, with no
+    final newline: one output line each, in order."""
     text = "3 May 1979\r\n\n" + "12 June 2001 " * 300 + "\n\x07 4 july 1990\x1b\n   \n5.6.2007"
-    result = run_nmt("translate", "--beam", "2", input=text)
+    (tmp_path / "in.txt").write_bytes(text.encode("utf-8"))
+    result = run_nmt("translate", "--beam", "2", "-i", tmp_path / "in.txt", "-o", tmp_path / "out.txt")
     assert result.returncode == 0, result.stderr
-    out = result.stdout.split("\n")
+    out = (tmp_path / "out.txt").read_text(encoding="utf-8").split("\n")
     assert len(out) == 7 and out[-1] == ""  # 6 lines, each ended by a newline
     assert out[0] == "1979-05-03" and out[1] == "" and out[2] and out[4] == "" and out[5] == "2007-06-05"
     notes = [line for line in result.stderr.splitlines() if line.startswith("nmt: note: input line")]
