@@ -14,13 +14,16 @@ import os
 import shutil
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 
 from nmt.errors import CheckpointError, ConfigError
 from nmt.files import atomic_write
+
+if TYPE_CHECKING:
+    from nmt.data.tokenizer import Tokenizer
 
 CHECKPOINT_DIR = "checkpoints"
 DECODING_FILE = "decoding.yaml"
@@ -143,3 +146,14 @@ def read_decoding_defaults(run_dir: str | Path) -> list[str]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of decoding keys, got {type(raw).__name__}")
     return [f"decoding.{key}={value}" for key, value in raw.items()]
+
+
+def checkpoint_tokenizers(state: dict) -> tuple["Tokenizer", "Tokenizer"]:
+    """(source, target) sentencepiece tokenizers of a loaded checkpoint (one object if joint)."""
+    from nmt.data.tokenizer import Tokenizer
+
+    try:
+        src = Tokenizer(state["tokenizers"]["src"])
+        return src, src if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
+    except (RuntimeError, TypeError, KeyError):
+        raise CheckpointError("its sentencepiece models are missing or corrupt") from None

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import (CHECKPOINT_DIR, checkpoint_path, link_checkpoint, load_checkpoint, remember_run,
-                            save_checkpoint)
+from nmt.checkpoint import (CHECKPOINT_DIR, checkpoint_path, checkpoint_tokenizers, link_checkpoint, load_checkpoint,
+                            remember_run, save_checkpoint)
 from nmt.config import Config, TrainingConfig, config_to_dict, load_config, resolve_device, save_config
 from nmt.data.batching import Batch, BatchSampler, sorted_batches
 from nmt.data.corpus import read_parallel
@@ -242,11 +242,15 @@ class Trainer:
         link_checkpoint(path, checkpoint_path(self.run_dir, "last"))
         if best:
             link_checkpoint(path, checkpoint_path(self.run_dir, "best"))
-        steps = sorted(int(p.stem.removeprefix("step-")) for p in path.parent.glob("step-*.pt"))
-        keep = set(steps[-self.t.keep_last:])
-        keep |= set(sorted((s for s in steps if str(s) in self.scores), key=lambda s: -self.scores[str(s)])[: self.t.keep_best])
-        for step in set(steps) - keep:
-            checkpoint_path(self.run_dir, f"step-{step:08d}").unlink(missing_ok=True)
+        self._prune_step_files(path.parent)
+
+    def _prune_step_files(self, folder: Path) -> None:
+        """Delete the step-N.pt files that are neither among the keep_last newest nor the keep_best best."""
+        files = {int(p.stem.removeprefix("step-")): p for p in folder.glob("step-*.pt")}
+        newest = sorted(files)[-self.t.keep_last:]
+        best = sorted((s for s in files if str(s) in self.scores), key=lambda s: -self.scores[str(s)])[: self.t.keep_best]
+        for step in set(files) - set(newest) - set(best):
+            files[step].unlink(missing_ok=True)
 
     def restore(self, state: dict) -> None:
         """Continue exactly where the checkpoint `state` left off (see `save`)."""
@@ -290,9 +294,10 @@ class Trainer:
                         break
                     self.epoch += 1
                 reason = self._train_epoch()
-        if self.dev is not None and self.last_valid != self.step:
-            self.validate(scheduled=False)
-        self.save(best=self.dev is None)
+        if self.dev is None:
+            self.save(best=True)
+        elif self.last_valid != self.step:
+            self.validate(scheduled=False)  # it saves; a scheduled one at this step did already
         self.log(f"stopped after {self.step} steps, {self.epoch} epochs, "
                  f"{(time.time() - self.started) / 60:.1f} min: {reason}")
 
@@ -413,10 +418,7 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
     try:
         torch.manual_seed(cfg.seed)
         runtime.configure(cfg.training.num_threads)
-        tokenizers = None
-        if state is not None:
-            src_tok = Tokenizer(state["tokenizers"]["src"])
-            tokenizers = (src_tok, src_tok if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"]))
+        tokenizers = None if state is None else checkpoint_tokenizers(state)
         src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizers(src_tok, tgt_tok, run_dir)

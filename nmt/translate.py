@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import (DECODING_FILE, latest_run, load_checkpoint, read_decoding_defaults, resolve_checkpoint,
-                            run_dir_of)
+from nmt.checkpoint import (DECODING_FILE, checkpoint_tokenizers, latest_run, load_checkpoint, read_decoding_defaults,
+                            resolve_checkpoint, run_dir_of)
 from nmt.config import Config, config_from_dict, config_to_dict, resolve_device
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
@@ -47,11 +47,7 @@ class Translator:
     def from_checkpoint(cls, state: dict, device: str = "auto") -> "Translator":
         """Build from a loaded checkpoint dict (see nmt.checkpoint)."""
         cfg = config_from_dict(state["config"])
-        try:
-            src_tok = Tokenizer(state["tokenizers"]["src"])
-            tgt_tok = src_tok if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
-        except (RuntimeError, TypeError, KeyError):
-            raise CheckpointError("its sentencepiece models are missing or corrupt") from None
+        src_tok, tgt_tok = checkpoint_tokenizers(state)
         model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
         try:
             model.load_state_dict(state["model"])
