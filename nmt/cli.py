@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from nmt.translate import Translator
 
-    translator = Translator.load(args.model, device=args.device)
+    translator = Translator.load(args.model, device=args.device, precision=args.precision)
     lines = _read_input(args.input)
     n = args.n_best or translator.cfg.decoding.n_best
     if args.sample:
@@ -113,7 +114,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from nmt import analysis
     from nmt.translate import Translator
 
-    translator = Translator.load(args.model, device=args.device)
+    translator = Translator.load(args.model, device=args.device, precision=args.precision)
     src, ref, name = _eval_data(args, translator)
     results = analysis.analyze(translator, src, ref, args.beam, args.alpha)
     if args.json:
@@ -136,7 +137,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.write and run_dir is None:
         raise DataError(f"--write: {ckpt} is not inside a run directory (RUN_DIR/checkpoints/); "
                         "the defaults are stored with a run")
-    translator = Translator.load(ckpt, device=args.device)
+    translator = Translator.load(ckpt, device=args.device, precision=args.precision)
     src, ref, name = _eval_data(args, translator)
     results = tuning.tune(translator, src, ref, args.beam, args.alpha)
     best = tuning.best(results)
@@ -168,12 +169,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     if target.is_dir():
-        translator = Translator.load(target, device=args.device)
+        translator = Translator.load(target, device=args.device, precision=args.precision)
         run_dir, cfg = target, translator.cfg
     else:
         cfg = load_config(target, args.set)
         run_dir = Path(cfg.run_dir)
-        translator = Translator.load(run_dir, device=args.device)
+        translator = Translator.load(run_dir, device=args.device, precision=args.precision)
     prefix = getattr(cfg.data, args.split)
     if not prefix:
         raise DataError(f"data.{args.split}: this config names no {args.split} split to evaluate")
@@ -217,10 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "(CONFIG may be that run directory)")
     t.set_defaults(func=cmd_train)
 
+    def model_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        q.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                       help="the model's precision in search; default: the run's decoding.precision")
+
     def decoding_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("--beam", type=int, help="beam size (1 = greedy); default: the run's decoding.beam_size")
         q.add_argument("--alpha", type=float, help="length normalisation exponent; default: decoding.alpha")
-        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        model_options(q)
 
     model_help = "run directory or checkpoint (default: the most recently trained run)"
     tr = sub.add_parser("translate", help="translate lines (stdin to stdout by default)")
@@ -242,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
         q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
         q.add_argument("--ref", help="reference file, aligned with --src")
-        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        model_options(q)
 
     an = sub.add_parser("analyze", help="beam-search error analysis: search errors or model errors?")
     eval_data_options(an)
@@ -323,6 +329,12 @@ def _bad_number(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _rank_prefix() -> str:
+    """'rank N: ' in the processes of distributed training other than rank 0 (torchrun sets RANK)."""
+    rank = os.environ.get("RANK", "0")
+    return "" if rank in ("", "0") else f"rank {rank}: "
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -332,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NmtError as e:
-        print(f"nmt: {e.kind}: {e}", file=sys.stderr)
+        if not getattr(e, "shown_by_rank0", False):  # distributed training: rank 0 says it
+            print(f"nmt: {_rank_prefix()}{e.kind}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("nmt: interrupted", file=sys.stderr)

@@ -103,7 +103,7 @@ class TrainingConfig:
     weight_decay: float = _f(0.0, NON_NEGATIVE)
     clip_norm: float = _f(1.0, NON_NEGATIVE, "max gradient norm; 0 turns clipping off")
     label_smoothing: float = _f(0.1, PROBABILITY)
-    batch_size: int = _f(4096, AT_LEAST_ONE, "per batch: tokens or sentences, see batch_type")
+    batch_size: int = _f(4096, AT_LEAST_ONE, "per batch and process: tokens or sentences, see batch_type")
     batch_type: Literal["tokens", "sentences"] = _f("tokens")
     lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "linear"] = _f("plateau")
     warmup_steps: int = _f(0, NON_NEGATIVE, "linear warmup before the schedule")
@@ -121,7 +121,8 @@ class TrainingConfig:
     log_every: int = _f(50, AT_LEAST_ONE, "steps between log lines when not on a terminal")
     show_examples: int = _f(3, NON_NEGATIVE, "dev/test translations printed")
     num_threads: int = _f(0, NON_NEGATIVE, "torch CPU threads; 0 keeps torch's default")
-    precision: Literal["fp32", "bf16"] = _f("fp32", help="bf16: autocast the forward pass to bfloat16")
+    precision: Literal["fp32", "bf16", "fp16"] = _f(
+        "fp32", help="bf16/fp16: autocast the forward pass; fp16 scales the loss (GPUs without bf16)")
 
 
 @dataclass
@@ -135,6 +136,7 @@ class DecodingConfig:
     max_length_ratio: float = _f(1.5, POSITIVE, "max output length = ratio * source + offset")
     max_length_offset: int = _f(10, NON_NEGATIVE)
     batch_size: int = _f(128, AT_LEAST_ONE, "sentences per batch (x beam_size rows in beam search)")
+    precision: Literal["fp32", "bf16", "fp16"] = _f("fp32", help="bf16/fp16: autocast the search's model")
 
 
 @dataclass

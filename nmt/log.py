@@ -10,16 +10,21 @@ from pathlib import Path
 
 
 class Log:
-    """Writes messages to stderr and the run's log file; metrics to metrics.jsonl."""
+    """Writes messages to stderr and the run's log file; metrics to metrics.jsonl.
 
-    def __init__(self, run_dir: Path):
-        self.file = open(run_dir / "train.log", "a", encoding="utf-8")
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    `Log(None)` says nothing: the log of the ranks other than 0 in distributed training."""
+
+    def __init__(self, run_dir: Path | None):
+        self.silent = run_dir is None
+        self.file = None if self.silent else open(run_dir / "train.log", "a", encoding="utf-8")
+        self.metrics = None if self.silent else open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self.tty = sys.stderr.isatty()
         self._progress_shown = False
 
     def __call__(self, message: str) -> None:
         """A message line (clears the progress line first)."""
+        if self.silent:
+            return
         if self._progress_shown:
             sys.stderr.write("\r\033[K")
             self._progress_shown = False
@@ -29,6 +34,8 @@ class Log:
 
     def progress(self, text: str, every: bool) -> None:
         """On a terminal, redraw the progress line; elsewhere, log it when `every` is True."""
+        if self.silent:
+            return
         if self.tty:
             sys.stderr.write("\r\033[K" + text)
             sys.stderr.flush()
@@ -38,10 +45,14 @@ class Log:
 
     def record(self, **fields) -> None:
         """Append one JSON record to metrics.jsonl."""
+        if self.silent:
+            return
         self.metrics.write(json.dumps(fields) + "\n")
         self.metrics.flush()
 
     def close(self) -> None:
+        if self.silent:
+            return
         if self._progress_shown:
             sys.stderr.write("\n")
         self.file.close()

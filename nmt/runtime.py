@@ -17,6 +17,8 @@ import sys
 
 import torch
 
+from nmt.errors import ConfigError
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 _done = False
 
@@ -44,14 +46,37 @@ def configure(num_threads: int = 0) -> None:
     keep_freed_memory()
 
 
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix products are fast here: always on CUDA; on the CPU only where oneDNN
-    has bf16 kernels (AVX-512 BF16 or AMX). Elsewhere torch falls back to a reference loop that
-    is hundreds of times slower than fp32 (seen on an AVX2-only AMD EPYC)."""
-    if device.type != "cpu":
+HALF_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Mixed precision for config key `precision`: fp32 (autocast off), bf16 or fp16."""
+    return torch.autocast(device.type, dtype=HALF_TYPES.get(precision, torch.bfloat16), enabled=precision != "fp32")
+
+
+def fast_precision(device: torch.device, precision: str) -> bool:
+    """Whether matrix products in `precision` are fast here: fp32 always; bf16 and fp16 on CUDA,
+    and on the CPU only where oneDNN has kernels for them (bf16: AVX-512 BF16 or AMX; fp16:
+    AVX-512 FP16 or AMX-FP16). Elsewhere torch falls back to a reference loop that is hundreds
+    of times slower than fp32 (bf16 on an AVX2-only AMD EPYC)."""
+    if device.type != "cpu" or precision == "fp32":
         return True
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        probe = {"bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported, "fp16": torch.ops.mkldnn._is_mkldnn_fp16_supported}
+        return bool(probe[precision]())
     except (AttributeError, RuntimeError):
         return False
+
+
+def check_precision(device: torch.device, precision: str, key: str) -> None:
+    """Refuse fp16 off the GPU: oneDNN has no fp16 LSTM for most CPUs ("could not create a
+    primitive descriptor"), and bf16 is the CPU's half precision (same exponent range as fp32,
+    so no loss scaling either)."""
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError(f"{key}: fp16 is for GPUs; on the CPU use bf16 (or fp32)")
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix products are fast here (see `fast_precision`)."""
+    return fast_precision(device, "bf16")
 

@@ -173,7 +173,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
     active = list(range(B))  # original sentence index of each active sentence
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # start from one hypothesis per sentence
-    history = torch.full((B * K, 0), BOS, dtype=torch.long, device=device)
+    history = torch.full((B * K, 0), BOS, dtype=torch.long)  # tokens of each row, on the host
     attn_history = [] if return_attention else None
     prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     limit = max_len.cpu()  # of the sentences still in the batch
@@ -190,15 +190,21 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
         top_scores, top_ids = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)
         top_beam, top_token = top_ids // V, top_ids % V
         flat_beam = top_beam + torch.arange(n, device=device).unsqueeze(1) * K  # row in the batch
+        # the next beam: the K best extensions that do not end in EOS
+        alive_scores, pick = top_scores.masked_fill(top_token == EOS, float("-inf")).topk(K, dim=1)  # (n, K)
+        chosen_rows = flat_beam.gather(1, pick).view(-1)
+        prev = top_token.gather(1, pick).view(-1)
+        # the bookkeeping below runs on the host, from one copy per step (the only wait for the GPU)
+        host = torch.cat([top_scores.double(), flat_beam.double(), top_token.double(), alive_scores[:, :1].double(),
+                          chosen_rows.view(n, K).double(), prev.view(n, K).double()], dim=1).cpu()
+        h_scores, h_rows, h_tokens, h_best_alive, h_chosen, h_prev = host.split([top_ids.size(1)] * 3 + [1, K, K], dim=1)
 
         if return_attention:
             attn_history.append(weights)  # every entry is aligned with the current rows
         # finished hypotheses: EOS among the best K, with a finite score
-        is_eos = (top_token == EOS) & torch.isfinite(top_scores)
-        is_eos[:, K:] = False
+        is_eos = (h_tokens[:, :K] == EOS) & torch.isfinite(h_scores[:, :K])
         for i, r in is_eos.nonzero().tolist():
-            row = int(flat_beam[i, r])
-            lp = float(top_scores[i, r])
+            row, lp = int(h_rows[i, r]), float(h_scores[i, r])
             att = None
             if return_attention:
                 S = int(src_lengths[active[i]])
@@ -207,13 +213,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
                 Hypothesis(history[row].tolist(), lp, lp / length_penalty(t, alpha, kind), att)
             )
 
-        # the next beam: the K best extensions that do not end in EOS
-        alive_scores = top_scores.masked_fill(top_token == EOS, float("-inf"))
-        alive_scores, pick = alive_scores.topk(K, dim=1)  # (n, K)
         scores = alive_scores
-        chosen_rows = flat_beam.gather(1, pick).view(-1)
-        prev = top_token.gather(1, pick).view(-1)
-        history = torch.cat([history[chosen_rows], prev.unsqueeze(1)], dim=1)
+        history = torch.cat([history[h_chosen.long().view(-1)], h_prev.long().view(-1, 1)], dim=1)
         # the K rows of a sentence share its memory, and a sentence's rows stay in its block:
         # reordering within blocks changes the states, never the memory
         state = state.select(chosen_rows)
@@ -221,15 +222,16 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, ma
             attn_history = [a[chosen_rows] for a in attn_history]
 
         # drop sentences that are done
-        best_alive = scores[:, 0].tolist()
+        best_alive = h_best_alive.view(-1).tolist()
         keep = [i for i, b in enumerate(active)
                 if t <= int(limit[i]) and not _settled(finished[b], best_alive[i], K)]
         if len(keep) < n:
-            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
-            keep_rows = (keep_t.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            keep_host = torch.tensor(keep, dtype=torch.long)
+            keep_rows_host = (keep_host.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            keep_t, keep_rows = keep_host.to(device), keep_rows_host.to(device)
             active = [active[i] for i in keep]
-            scores, limit = scores[keep_t], limit[torch.tensor(keep, dtype=torch.long)]
-            prev, history = prev[keep_rows], history[keep_rows]
+            scores, limit = scores[keep_t], limit[keep_host]
+            prev, history = prev[keep_rows], history[keep_rows_host]
             memory, state = memory.select(keep_rows), state.select(keep_rows)
             if return_attention:
                 attn_history = [a[keep_rows] for a in attn_history]

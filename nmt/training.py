@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from nmt.checkpoint import (CHECKPOINT_DIR, checkpoint_path, checkpoint_tokenizers, link_checkpoint, load_checkpoint,
                             remember_run, save_checkpoint)
@@ -26,6 +27,8 @@ from nmt.data.batching import Batch, BatchSampler, sorted_batches
 from nmt.data.corpus import read_parallel
 from nmt.data.dates import ensure_dates_data
 from nmt.data.tokenizer import Tokenizer, build_tokenizers, save_tokenizers
+from nmt import distributed
+from nmt.distributed import Processes
 from nmt.errors import CheckpointError, ConfigError, DataError, Interrupted, MissingDependency
 from nmt.evaluate import evaluate_split, score
 from nmt.log import Log
@@ -125,25 +128,48 @@ class LRSchedule:
         self.scale, self.bad = state["scale"], state["bad"]
 
 
+class TrainingLoss(torch.nn.Module):
+    """The model with its training objective, one module for DistributedDataParallel to wrap.
+
+    forward(src (B, S), src_lengths (B,), tgt_in (B, T), tgt_out (B, T)) -> the label-smoothed
+    cross-entropy summed over the real target tokens (scalar, fp32), under autocast for bf16/fp16."""
+
+    def __init__(self, model: Seq2Seq, label_smoothing: float, precision: str = "fp32"):
+        super().__init__()
+        self.model, self.label_smoothing, self.precision = model, label_smoothing, precision
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
+                tgt_out: torch.Tensor) -> torch.Tensor:
+        with runtime.autocast(src.device, self.precision):
+            att = self.model.attentional_vectors(src, src_lengths, tgt_in)
+            return output_loss(att, self.model.output, tgt_out, self.label_smoothing)
+
+
 def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
     """The loss that training minimises: label-smoothed cross-entropy per real target token."""
-    with torch.autocast(batch.src.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        att = model.attentional_vectors(batch.src, batch.src_lengths, batch.tgt_in)
-        return output_loss(att, model.output, batch.tgt_out, label_smoothing) / batch.n_tgt_tokens
+    loss = TrainingLoss(model, label_smoothing, precision)
+    return loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out) / batch.n_tgt_tokens
 
 
 class Trainer:
-    """The optimisation loop with its validation, checkpoints and stopping rules."""
+    """The optimisation loop with its validation, checkpoints and stopping rules.
+
+    In distributed training (see nmt.distributed) every rank runs a Trainer; `procs` says which."""
 
     def __init__(self, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, train: Split, dev: Split | None,
-                 log: Log, device: torch.device):
-        self.cfg, self.t, self.log, self.device, self.dev = cfg, cfg.training, log, device, dev
+                 log: Log, device: torch.device, procs: Processes = Processes()):
+        self.cfg, self.t, self.log, self.device, self.dev, self.procs = cfg, cfg.training, log, device, dev, procs
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.run_dir = Path(cfg.run_dir)
         self.sampler = BatchSampler(train.src_ids, train.tgt_ids, self.t.batch_size,
                                     self.t.batch_type == "tokens", cfg.seed)
         self.model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok)).to(device)
+        self.loss = TrainingLoss(self.model, self.t.label_smoothing, self.t.precision)
+        if procs.distributed:  # averages the gradients over the ranks during the backward pass
+            self.loss = DistributedDataParallel(self.loss)  # (and gives every rank rank 0's weights)
+            torch.manual_seed(cfg.seed + procs.rank)  # each rank its own dropout
         self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.t.precision == "fp16")  # fp16's loss scaling
         self.schedule = LRSchedule(self.t, self.optimizer)
         self.step, self.epoch, self.best, self.bad_validations = 0, 0, None, 0
         self.batches_done, self.last_valid = 0, -1  # of the current epoch; step of the last validation
@@ -163,18 +189,25 @@ class Trainer:
 
     # --- one step ------------------------------------------------------------------------
 
-    def train_step(self, indices: list[int]) -> tuple[float, int]:
-        """Forward, backward and update on one batch; returns (loss per token, target tokens)."""
+    def train_step(self, group: list[list[int]]) -> tuple[float, int]:
+        """One optimizer step on W batches (lists of example indices), one per rank: this rank
+        trains on group[rank]. Returns this rank's summed loss and the target tokens of all W.
+
+        Each rank's summed loss is scaled by W / (tokens of all W batches): DDP averages the
+        ranks' gradients, so the step follows the loss per target token of the W batches
+        together, exactly as one process would on their union."""
         self.model.train()
-        batch = self.sampler.batch(indices).to(self.device)
-        n_tokens = batch.n_tgt_tokens
-        loss = training_loss(self.model, batch, self.t.label_smoothing, self.t.precision)
+        n_tokens = sum(self.sampler.target_tokens(indices) for indices in group)
+        batch = self.sampler.batch(group[self.procs.rank]).to(self.device)
+        loss = self.loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss * (self.procs.world_size / n_tokens)).backward()
+        self.scaler.unscale_(self.optimizer)  # fp16: true gradients before clipping
         if self.t.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip_norm)
         self.lr = self.schedule.step(self.step + 1)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # fp16: skipped when a gradient overflowed
+        self.scaler.update()
         self.step += 1
         return loss.item(), n_tokens
 
@@ -182,15 +215,22 @@ class Trainer:
 
     @torch.inference_mode()
     def dev_loss(self) -> float:
-        """Cross-entropy per target token on the dev split (no label smoothing)."""
+        """Cross-entropy per target token on the dev split (no label smoothing); each rank
+        scores its share of the batches."""
         self.model.eval()
         total, tokens = 0.0, 0
-        for batch in sorted_batches(self.dev.src_ids, self.dev.tgt_ids, self.cfg.decoding.batch_size):
+        for batch in self.procs.shard(sorted_batches(self.dev.src_ids, self.dev.tgt_ids, self.cfg.decoding.batch_size)):
             batch = batch.to(self.device)
             att = self.model.attentional_vectors(batch.src, batch.src_lengths, batch.tgt_in)
             total += output_loss(att, self.model.output, batch.tgt_out).item()
             tokens += batch.n_tgt_tokens
+        total, tokens = self.procs.all_sum(total, tokens)
         return total / max(1, tokens)
+
+    def dev_translations(self) -> list[str]:
+        """Greedy translations of the dev sources; each rank translates its share."""
+        translator = Translator(self.model, self.src_tok, self.tgt_tok, self.cfg, self.device)
+        return self.procs.unshard(self.procs.gather(translator.translate(self.procs.shard(self.dev.src), beam=1)))
 
     def validate(self, scheduled: bool = True) -> None:
         """Dev loss, perplexity and greedy BLEU; keep the best checkpoint; count patience.
@@ -200,7 +240,7 @@ class Trainer:
         the plateau schedule), so that stopping and resuming trains exactly as going on would."""
         t0 = time.time()
         loss = self.dev_loss()
-        hyps = Translator(self.model, self.src_tok, self.tgt_tok, self.cfg, self.device).translate(self.dev.src, beam=1)
+        hyps = self.dev_translations()
         scores = score(hyps, self.dev.tgt)
         value = {"bleu": scores.bleu, "accuracy": scores.accuracy, "loss": loss}[self.t.valid_metric]
         sign = -1 if self.t.valid_metric == "loss" else 1
@@ -226,7 +266,12 @@ class Trainer:
     def save(self, best: bool = False) -> None:
         """Write the whole training state as checkpoints/step-N.pt and point last.pt (and, if
         `best`, best.pt) at it; then keep only the training.keep_last newest and the
-        training.keep_best best step files (last.pt and best.pt stay: they are hard links)."""
+        training.keep_best best step files (last.pt and best.pt stay: they are hard links).
+
+        Every rank calls it (the random states of all ranks are saved); rank 0 writes."""
+        rng = self.procs.gather(self._random_state())
+        if not self.procs.is_main:
+            return
         path = checkpoint_path(self.run_dir, f"step-{self.step:08d}")
         tokenizers = {"src": self.src_tok.model_proto,
                       "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto}
@@ -237,7 +282,8 @@ class Trainer:
                          "bad_validations": self.bad_validations, "batches_done": self.batches_done,
                          "last_valid": self.last_valid, "best_saved": self.best_saved, "scores": self.scores,
                          "seconds": time.time() - self.started},
-            "rng": torch.get_rng_state(),  # dropout's random numbers
+            "scaler": self.scaler.state_dict(),
+            "rng": rng[0]["cpu"], "rng_ranks": rng,  # dropout's random numbers, of every rank
         }, path)
         link_checkpoint(path, checkpoint_path(self.run_dir, "last"))
         if best:
@@ -252,25 +298,44 @@ class Trainer:
         for step in set(files) - set(newest) - set(best):
             files[step].unlink(missing_ok=True)
 
+    def _random_state(self) -> dict:
+        """This rank's random number generators (dropout): CPU, and CUDA when training on it."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
     def restore(self, state: dict) -> None:
-        """Continue exactly where the checkpoint `state` left off (see `save`)."""
+        """Continue exactly where the checkpoint `state` left off (see `save`). A run resumed
+        with another number of processes goes on from the same batch, with new dropout noise."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         p = state["progress"]
         self.step, self.epoch, self.best, self.bad_validations = p["step"], p["epoch"], p["best"], p["bad_validations"]
         self.batches_done, self.last_valid, self.best_saved = p["batches_done"], p["last_valid"], p["best_saved"]
         self.scores = dict(p["scores"])
         self.started = time.time() - p["seconds"]
-        torch.set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks") or [{"cpu": state["rng"], "cuda": None}]
+        if len(ranks) == self.procs.world_size:
+            torch.set_rng_state(ranks[self.procs.rank]["cpu"])
+            if ranks[self.procs.rank]["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ranks[self.procs.rank]["cuda"], self.device)
+        else:
+            torch.manual_seed(self.cfg.seed + self.procs.rank + 1000 * self.step)
 
     # --- the loop --------------------------------------------------------------------------
 
-    def stop_reason(self) -> str | None:
+    def time_up(self) -> bool:
+        """Whether training.max_minutes have passed (on this rank's clock)."""
+        return bool(self.t.max_minutes) and time.time() - self.started >= 60 * self.t.max_minutes
+
+    def stop_reason(self, time_up: bool) -> str | None:
+        """Why training stops now, or None. `time_up`: max_minutes have passed on some rank."""
         t = self.t
         if t.max_steps and self.step >= t.max_steps:
             return f"reached training.max_steps ({t.max_steps})"
-        if t.max_minutes and time.time() - self.started >= 60 * t.max_minutes:
+        if time_up:
             return f"reached training.max_minutes ({t.max_minutes:g})"
         if t.patience and self.bad_validations >= t.patience:
             return f"no improvement in {t.patience} validations (training.patience)"
@@ -279,12 +344,13 @@ class Trainer:
     def run(self) -> None:
         """Train until a stopping rule fires; validate and save at the end."""
         n_params = sum(p.numel() for p in self.model.parameters())
-        self.log(f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}, "
+        processes = f", {self.procs.world_size} processes" if self.procs.distributed else ""
+        self.log(f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}{processes}, "
                  f"{torch.get_num_threads()} threads, {self.t.precision}")
-        if self.t.precision == "bf16" and not runtime.fast_bf16(self.device):
-            self.log("warning: training.precision is bf16 but this CPU has no fast bf16 matrix products "
-                     "(oneDNN reports none): expect training far slower than fp32")
-        reason = self.stop_reason()
+        if not runtime.fast_precision(self.device, self.t.precision):
+            self.log(f"warning: training.precision is {self.t.precision} but this CPU has no fast "
+                     f"{self.t.precision} matrix products (oneDNN reports none): expect training far slower than fp32")
+        reason = self.stop_reason(self.procs.all_sum(self.time_up())[0] > 0)
         self.window = [0.0, 0, time.time()]  # loss x tokens, tokens, start: for the progress line
         with self._stop_signals():
             while reason is None:
@@ -303,28 +369,40 @@ class Trainer:
 
     def _train_epoch(self) -> str | None:
         """The rest of the current epoch (from batch `batches_done`), or until a stopping rule
-        fires (its reason is returned). A stop signal saves `last` and raises Interrupted."""
-        for indices in self.sampler.epoch_batches(self.epoch)[self.batches_done:]:
-            loss, n_tokens = self.train_step(indices)
-            self.batches_done += 1
-            self._report(loss, n_tokens)
+        fires (its reason is returned). A stop signal saves `last` and raises Interrupted.
+
+        A step takes the next W batches, one per rank; the last batches of an epoch that are
+        fewer than W are left out (they are other batches in the next epoch's order)."""
+        batches, W = self.sampler.epoch_batches(self.epoch), self.procs.world_size
+        if len(batches) < W:
+            raise DataError(f"{self.cfg.data.train}: {len(batches)} batches per epoch, fewer than the {W} "
+                            "processes; lower training.batch_size or start fewer processes")
+        while self.batches_done + W <= len(batches):
+            loss, n_tokens = self.train_step(batches[self.batches_done : self.batches_done + W])
+            self.batches_done += W
             if self.dev is not None and self.step % self.t.valid_every == 0:
                 self.validate()
                 self.last_valid = self.step
-            if self.interrupted:
+            # one message per step: the loss of all ranks, and whether any rank must stop
+            loss, interrupted, time_up = self.procs.all_sum(loss, self.interrupted is not None, self.time_up())
+            self._report(loss, n_tokens)
+            if interrupted:
                 self.save()
-                raise Interrupted(f"{self.interrupted} at step {self.step}: saved {checkpoint_path(self.run_dir, 'last')}; "
-                                  f"continue with: nmt train {self.run_dir} --resume")
-            reason = self.stop_reason()
+                error = Interrupted(f"{self.interrupted or 'a stop signal'} at step {self.step}: saved "
+                                    f"{checkpoint_path(self.run_dir, 'last')}; continue with: nmt train {self.run_dir} --resume")
+                error.shown_by_rank0 = not self.procs.is_main
+                raise error
+            reason = self.stop_reason(time_up > 0)
             if reason:
                 return reason
         self.batches_done = 0
         return None
 
-    def _report(self, loss: float, n_tokens: int) -> None:
-        """Progress line every 10 steps; a log line and a metrics record every log_every steps."""
+    def _report(self, loss_sum: float, n_tokens: int) -> None:
+        """Progress line every 10 steps; a log line and a metrics record every log_every steps.
+        loss_sum: the step's summed loss over its n_tokens target tokens."""
         w = self.window
-        w[0], w[1] = w[0] + loss * n_tokens, w[1] + n_tokens
+        w[0], w[1] = w[0] + loss_sum, w[1] + n_tokens
         if self.step % 10 and self.step % self.t.log_every:
             return
         rate = w[1] / max(1e-9, time.time() - w[2])
@@ -405,35 +483,61 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
           resume: bool = False) -> Path:
     """Train a model from a Config (or a YAML path, or a run directory, plus overrides); returns the
     run directory. `resume` continues the run in run_dir from its last checkpoint, exactly: model,
-    optimizer, schedule, random state, data order and position, early-stopping state."""
+    optimizer, schedule, random state, data order and position, early-stopping state.
+
+    Under torchrun every process calls it; they train together (see nmt.distributed)."""
+    procs, joined = distributed.start()
+    try:
+        cfg, state = procs.on_main(_open_run, config, overrides, overwrite, resume)
+        run_dir = Path(cfg.run_dir)
+        device = procs.device(resolve_device(cfg.device))
+        log = Log(run_dir if procs.is_main else None)
+        try:
+            torch.manual_seed(cfg.seed)
+            runtime.configure(cfg.training.num_threads)
+            src_tok, tgt_tok, train_split, dev = procs.on_main(_prepare_run, cfg, log, state)
+            trainer = Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device, procs)
+            if state is not None:
+                trainer.restore(state)
+                log(f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.step}, epoch {trainer.epoch}")
+            trainer.run()
+            joined = distributed.finish(joined, together=True)  # the rest is rank 0's alone
+            if procs.is_main:
+                remember_run(run_dir)
+                if cfg.data.test:
+                    test_report(run_dir, cfg, log)
+                draw_learning_curves(run_dir, log)
+        finally:
+            log.close()
+    finally:
+        distributed.finish(joined)
+    return run_dir
+
+
+def _open_run(config: Config | str | Path, overrides: list[str] | tuple[str, ...], overwrite: bool,
+              resume: bool) -> tuple[Config, dict | None]:
+    """The config, and the state to resume from (or None after preparing a fresh run directory)."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: choose one")
     if not isinstance(config, Config) and Path(config).is_dir():
         config = Path(config) / "config.yaml"  # a run directory: its resolved config
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    device = resolve_device(cfg.device)
-    state = _resume_state(cfg) if resume else None
-    run_dir = Path(cfg.run_dir) if resume else _start_run_dir(cfg, overwrite)
-    log = Log(run_dir)
-    try:
-        torch.manual_seed(cfg.seed)
-        runtime.configure(cfg.training.num_threads)
-        tokenizers = None if state is None else checkpoint_tokenizers(state)
-        src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
-        save_config(cfg, run_dir / "config.yaml")
-        save_tokenizers(src_tok, tgt_tok, run_dir)
-        trainer = Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device)
-        if state is not None:
-            trainer.restore(state)
-            log(f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.step}, epoch {trainer.epoch}")
-        trainer.run()
-        remember_run(run_dir)
-        if cfg.data.test:
-            test_report(run_dir, cfg, log)
-        draw_learning_curves(run_dir, log)
-    finally:
-        log.close()
-    return run_dir
+    runtime.check_precision(resolve_device(cfg.device), cfg.training.precision, "training.precision")  # errors
+    # before any change to the run directory
+    if resume:
+        return cfg, _resume_state(cfg)
+    _start_run_dir(cfg, overwrite)
+    return cfg, None
+
+
+def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
+    """Data and tokenizers (a resumed run's own), with the resolved config and the sentencepiece
+    models written into the run directory."""
+    tokenizers = None if state is None else checkpoint_tokenizers(state)
+    src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
+    save_config(cfg, Path(cfg.run_dir) / "config.yaml")
+    save_tokenizers(src_tok, tgt_tok, Path(cfg.run_dir))
+    return src_tok, tgt_tok, train_split, dev
 
 
 def test_report(run_dir: Path, cfg: Config, log: Log) -> None:

@@ -14,7 +14,7 @@ from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Seq2Seq
-from nmt.runtime import keep_freed_memory
+from nmt.runtime import autocast, check_precision, keep_freed_memory
 from nmt.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths, sample, sequence_log_probs
 
 
@@ -44,9 +44,10 @@ class Translator:
         self.model, self.src_tok, self.tgt_tok, self.cfg, self.device = model.eval(), src_tok, tgt_tok, cfg, device
 
     @classmethod
-    def from_checkpoint(cls, state: dict, device: str = "auto") -> "Translator":
-        """Build from a loaded checkpoint dict (see nmt.checkpoint)."""
-        cfg = config_from_dict(state["config"])
+    def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> "Translator":
+        """Build from a loaded checkpoint dict (see nmt.checkpoint). precision: fp32, bf16 or
+        fp16 for the search (default: the config's decoding.precision)."""
+        cfg = config_from_dict(state["config"], [f"decoding.precision={precision}"] if precision else [])
         src_tok, tgt_tok = checkpoint_tokenizers(state)
         model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
         try:
@@ -54,15 +55,21 @@ class Translator:
         except (RuntimeError, TypeError, AttributeError) as e:
             raise CheckpointError(f"its weights do not fit its config ({str(e).splitlines()[0]})") from None
         dev = resolve_device(device)
+        if precision:
+            check_precision(dev, precision, "--precision")
+        elif cfg.decoding.precision == "fp16" and dev.type == "cpu":
+            cfg.decoding.precision = "fp32"  # a GPU's setting, stored with the run
         return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto") -> "Translator":
+    def load(cls, path: str | Path | None = None, device: str = "auto", precision: str | None = None) -> "Translator":
         """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run.
 
         Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
         replace the checkpoint's.
         """
+        if precision:  # a wrong option is the user's, not the checkpoint's
+            check_precision(resolve_device(device), precision, "--precision")
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
         keep_freed_memory()
         state = load_checkpoint(ckpt)  # its errors name the file
@@ -70,7 +77,7 @@ class Translator:
         if run_dir is not None:
             state = cls._with_stored_decoding(state, run_dir)
         try:
-            return cls.from_checkpoint(state, device)
+            return cls.from_checkpoint(state, device, precision)
         except (ConfigError, CheckpointError) as e:
             raise CheckpointError(f"{ckpt}: {e}") from None
 
@@ -102,10 +109,11 @@ class Translator:
         for batch in sorted_batches([ids[i] for i in todo], None, d.batch_size):
             src, lengths = batch.src.to(self.device), batch.src_lengths
             limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
-            if beam == 1:
-                hyps = greedy(self.model, src, lengths, limit, alpha, d.length_penalty, attention)
-            else:
-                hyps = beam_search(self.model, src, lengths, limit, beam, alpha, d.length_penalty, n_best, attention)
+            with self._autocast():
+                if beam == 1:
+                    hyps = greedy(self.model, src, lengths, limit, alpha, d.length_penalty, attention)
+                else:
+                    hyps = beam_search(self.model, src, lengths, limit, beam, alpha, d.length_penalty, n_best, attention)
             for row, nbest in zip(batch.indices, hyps):
                 line = todo[row]
                 results[line] = [self._translation(ids[line], h) for h in nbest]
@@ -128,7 +136,8 @@ class Translator:
         for batch in sorted_batches([ids[i] for i in todo for _ in range(n)], None, d.batch_size):
             src, lengths = batch.src.to(self.device), batch.src_lengths
             limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
-            hyps = sample(self.model, src, lengths, limit, temperature, top_k, generator, d.alpha, d.length_penalty)
+            with self._autocast():
+                hyps = sample(self.model, src, lengths, limit, temperature, top_k, generator, d.alpha, d.length_penalty)
             for row, (hyp,) in zip(batch.indices, hyps):
                 line, k = todo[row // n], row % n
                 results[line][k] = self._translation(ids[line], hyp)
@@ -146,11 +155,16 @@ class Translator:
         out: list[tuple[float, float]] = [(0.0, 0.0)] * len(sources)
         for batch in sorted_batches(src_ids, tgt_ids, d.batch_size):
             b = batch.to(self.device)
-            log_probs = sequence_log_probs(self.model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
+            with self._autocast():
+                log_probs = sequence_log_probs(self.model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
             for row, lp in zip(batch.indices, log_probs):
                 T = len(tgt_ids[row]) + 1  # with EOS
                 out[row] = (lp, lp / length_penalty(T, alpha, d.length_penalty))
         return out
+
+    def _autocast(self) -> torch.autocast:
+        """The model's precision in search and scoring: decoding.precision (log-probabilities stay fp32)."""
+        return autocast(self.device, self.cfg.decoding.precision)
 
     def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
         eos = ["</s>"]

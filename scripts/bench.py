@@ -2,23 +2,25 @@
 """Benchmark: training throughput and MFU, decoding speed, memory, on this machine.
 
     python scripts/bench.py --config configs/multi30k_de_en.yaml [--json OUT] [--model RUN_DIR]
+                            [--device cpu|cuda] [--precisions fp32,bf16,fp16]
 
-Reports
-- fp32_peak_gflops / bf16_peak_gflops: the best of several large square matmuls, measured
+Reports, for fp32 and each other precision asked for that runs fast here (suffix _bf16, _fp16)
+- fp32_peak_gflops (bf16_peak_gflops, ...): the best of several large square matmuls, measured
   here in this run with the same threads;
 - train_tgt_tokens_per_s: target tokens (no padding, EOS included) per second over `--steps`
   real training steps after `--warmup` steps (batching, forward, backward, clipping,
-  optimizer step included: `Trainer.train_step`, what `nmt train` runs);
+  optimizer step included: `Trainer.train_step`, what `nmt train` runs), with
+  training.precision set to the precision (autocast);
 - mfu: the analytic matmul FLOPs of those steps (nmt/flops.py: forward counted product by
   product over the padded batch as the model runs it, training = 3x forward) per second,
-  divided by fp32_peak_gflops;
-- train_tgt_tokens_per_s_bf16 (and mfu_bf16 against the bf16 peak): the same with
-  training.precision=bf16 (autocast);
-- greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines)
-  with `Translator` in batches of the config's decoding.batch_size sentences; the model is
-  `--model RUN_DIR` if given, else the model of the fp32 steps above (briefly trained: speed
-  only, its translations are poor and their lengths unlike a real model's);
-- peak_rss_mb: the process's peak resident memory.
+  divided by the precision's peak;
+- greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines, after
+  a warm-up on 64) with `Translator` in batches of the config's decoding.batch_size sentences,
+  decoding.precision set to the precision; the model is `--model RUN_DIR` if given, else the
+  model of the fp32 steps above (briefly trained: speed only, its translations are poor and
+  their lengths unlike a real model's);
+- peak_rss_mb: the process's peak resident memory; peak_gpu_mb: on CUDA, the most GPU memory
+  torch held for tensors.
 
 `--profile N` first prints torch.profiler's table of N fp32 training steps (the operators
 that take the time), which is where every optimisation of the training step started.
@@ -41,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nmt import runtime  # noqa: E402
-from nmt.config import load_config  # noqa: E402
+from nmt.config import load_config, resolve_device  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.flops import train_step_flops  # noqa: E402
 from nmt.log import Log  # noqa: E402
@@ -49,8 +51,11 @@ from nmt.training import Trainer, prepare_data  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
 
-def cpu_name() -> str:
-    """The CPU model (Linux), with torch's vector instruction level and the core count."""
+def machine_name(device: torch.device) -> str:
+    """The GPU's name on CUDA; else the CPU model (Linux), with torch's vector instruction level
+    and the core count."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,22 +67,31 @@ def cpu_name() -> str:
     return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
 
 
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of an n x n matmul in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n matmul in `dtype` (n = 8192 on a GPU)."""
+    n = 8192 if device.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b  # warm-up (oneDNN kernels are built on first use)
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (timings on CUDA measure work done, not work queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, steps: int) -> tuple[float, float, int]:
     """(target tokens/s, matmul FLOP/s, steps) over `steps` batches after `warmup` batches."""
     for indices in batches[:warmup]:
-        trainer.train_step(indices)
+        trainer.train_step([indices])
     timed = batches[warmup : warmup + steps]
     vocab = trainer.model.output.out_features
     flops = 0  # counted before the clock starts
@@ -87,7 +101,7 @@ def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, st
     tokens = 0
     t0 = time.perf_counter()
     for indices in timed:
-        tokens += trainer.train_step(indices)[1]
+        tokens += trainer.train_step([indices])[1]
     seconds = time.perf_counter() - t0
     return tokens / seconds, flops / seconds, steps
 
@@ -97,14 +111,15 @@ def print_profile(trainer: Trainer, warmup: list[list[int]], batches: list[list[
     from torch.profiler import ProfilerActivity, profile
 
     for indices in warmup:
-        trainer.train_step(indices)
+        trainer.train_step([indices])
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for indices in batches:
-            trainer.train_step(indices)
+            trainer.train_step([indices])
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def decode_speed(translator: Translator, lines: list[str], beam: int) -> float:
+    translator.translate(lines[:64], beam=beam)  # warm-up (kernels, allocator)
     t0 = time.perf_counter()
     out = translator.translate(lines, beam=beam)
     assert len(out) == len(lines)
@@ -116,28 +131,21 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--model", help="run directory to decode with (default: the briefly trained model)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--steps", type=int, default=30, help="timed training steps")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--precisions", default="fp32,bf16", help="training precisions to measure (fp32 always)")
+    p.add_argument("--precisions", default="fp32,bf16", help="precisions to measure, of fp32, bf16, fp16 (fp32 always)")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the profile of N fp32 training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
 
     cfg = load_config(args.config, args.set)
+    device = resolve_device(args.device)
     runtime.configure(cfg.training.num_threads)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": cpu_name(),
+    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine_name(device),
                      "torch": torch.__version__, "threads": torch.get_num_threads(), "config": args.config}
-    results["fp32_peak_gflops"] = matmul_peak_gflops(torch.float32)
-    precisions = ["fp32"]
-    if "bf16" in args.precisions.split(","):
-        if runtime.fast_bf16(torch.device("cpu")):
-            results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16)
-            precisions.append("bf16")
-        else:  # a 2048^2 bf16 product took 58 s on such a CPU: the bf16 figures would take hours
-            results["bf16_peak_gflops"] = matmul_peak_gflops(torch.bfloat16, n=256, repeats=2)
-            results["train_tgt_tokens_per_s_bf16"] = None
-            results["bf16_note"] = ("not measured: this CPU has no bf16 matrix kernels (oneDNN reports none; "
-                                    "AVX-512 BF16 or AMX needed)")
+    precisions = measurable_precisions(["fp32"] + [x for x in args.precisions.split(",") if x != "fp32"], device,
+                                       results)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
@@ -146,37 +154,64 @@ def main() -> None:
         for precision in precisions:
             cfg.training.precision = precision
             torch.manual_seed(cfg.seed)
-            trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, torch.device("cpu"))
+            trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, device)
             batches = trainer.sampler.epoch_batches(1)
             if args.profile and precision == "fp32":
                 print_profile(trainer, batches[: args.warmup], batches[-args.profile :])
             rate, flops, _ = train_throughput(trainer, batches, args.warmup, args.steps)
-            suffix = "" if precision == "fp32" else "_bf16"
-            peak = results["fp32_peak_gflops" if precision == "fp32" else "bf16_peak_gflops"]
-            results[f"train_tgt_tokens_per_s{suffix}"] = rate
-            results[f"mfu{suffix}"] = flops / 1e9 / peak
+            results[f"train_tgt_tokens_per_s{suffix(precision)}"] = rate
+            results[f"mfu{suffix(precision)}"] = flops / 1e9 / results[f"{precision}_peak_gflops"]
             if precision == "fp32":
                 fp32_trainer = trainer
         log.close()
 
     if args.model:
-        translator, results["decode_model"] = Translator.load(args.model), args.model
+        translator, results["decode_model"] = Translator.load(args.model, args.device), args.model
         translator.cfg.decoding.batch_size = cfg.decoding.batch_size  # a speed setting: the config's
     else:
         cfg.training.precision = "fp32"
-        translator = Translator(fp32_trainer.model, src_tok, tgt_tok, cfg, torch.device("cpu"))
+        translator = Translator(fp32_trainer.model, src_tok, tgt_tok, cfg, device)
         results["decode_model"] = f"briefly trained ({args.warmup + args.steps} steps): speed only"
     src, _ = read_parallel(cfg.data.test, cfg.data.src_lang, cfg.data.tgt_lang)
     results["decode_sentences"] = len(src)
-    results["greedy_sents_per_s"] = decode_speed(translator, src, 1)
-    results["beam5_sents_per_s"] = decode_speed(translator, src, 5)
+    for precision in precisions:
+        translator.cfg.decoding.precision = precision
+        results[f"greedy_sents_per_s{suffix(precision)}"] = decode_speed(translator, src, 1)
+        results[f"beam5_sents_per_s{suffix(precision)}"] = decode_speed(translator, src, 5)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     width = max(map(len, results))
     for key, value in results.items():
         print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def suffix(precision: str) -> str:
+    """The key suffix of a precision's figures: none for fp32, else _bf16 / _fp16."""
+    return "" if precision == "fp32" else f"_{precision}"
+
+
+def measurable_precisions(asked: list[str], device: torch.device, results: dict) -> list[str]:
+    """The asked precisions that run fast here, with their matmul peaks in `results`; a note
+    (and None figures) for the others."""
+    dtypes = {"fp32": torch.float32, **runtime.HALF_TYPES}
+    out = []
+    for precision in asked:
+        if precision not in dtypes:
+            raise SystemExit(f"bench.py: --precisions: expected fp32, bf16 or fp16, got {precision!r}")
+        if precision == "fp16" and device.type == "cpu":
+            results["fp16_note"] = "not measured: fp16 is for GPUs (oneDNN has no fp16 LSTM for this CPU)"
+        elif runtime.fast_precision(device, precision):
+            results[f"{precision}_peak_gflops"] = matmul_peak_gflops(dtypes[precision], device)
+            out.append(precision)
+        else:  # a 2048^2 bf16 product took 58 s on such a CPU: the figures would take hours
+            results[f"train_tgt_tokens_per_s{suffix(precision)}"] = None
+            results[f"{precision}_note"] = (f"not measured: this CPU has no {precision} matrix kernels "
+                                            "(oneDNN reports none; AVX-512 BF16 or AMX needed)")
+    return out
 
 
 if __name__ == "__main__":

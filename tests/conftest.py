@@ -124,5 +124,5 @@ def tiny_dates_config(tmp_path: Path, run: str, dropout: float | None = None, **
     raw["model"].update(emb_size=16, enc_hidden_size=16, dec_hidden_size=16, attention_size=16)
     if dropout is not None:
         raw["model"]["dropout"] = dropout
-    raw["training"].update(max_minutes=0, patience=0, **training)
+    raw["training"].update({"max_minutes": 0, "patience": 0, **training})
     return config_from_dict(raw)

@@ -153,6 +153,21 @@ def test_translate_stdin_uses_the_latest_run(run_nmt):
     assert sum(h == c for h, c in zip(out, correct) if c) >= 2, out
 
 
+def test_translate_in_bf16_agrees_with_fp32_and_fp16_is_refused_on_the_cpu(trained, run_nmt, one_line_error):
+    """decoding.precision: the search's model under bf16 autocast gives (nearly) the fp32
+    translations, one line per input; fp16 is for GPUs."""
+    _, data, _, _ = trained
+    lines = read_lines(data / "test.src")
+    out = {p: run_nmt("translate", "--precision", p, "--beam", "3", input="".join(x + "\n" for x in lines))
+           for p in ("fp32", "bf16")}
+    assert all(r.returncode == 0 for r in out.values()), out["bf16"].stderr
+    fp32, bf16 = (out[p].stdout.splitlines() for p in ("fp32", "bf16"))
+    assert len(bf16) == len(fp32) == len(lines)
+    assert sum(a == b for a, b in zip(fp32, bf16)) >= 0.9 * len(lines)
+    message = one_line_error(run_nmt("translate", "--device", "cpu", "--precision", "fp16", input="3 May 1979\n"), "config error", 2)
+    assert message == "--precision: fp16 is for GPUs; on the CPU use bf16 (or fp32)"
+
+
 def test_translate_line_endings_and_counts(run_nmt):
     """No final newline, CRLF, only empty lines: always one output line per input line."""
     for text, n in [("3 May 1979\r\n\r\n \r\n4 June 2001", 4), ("", 0)]:

@@ -38,7 +38,10 @@ class Batch:
         return int((self.tgt_out != PAD).sum()) if self.tgt_out is not None else 0
 
     def to(self, device: torch.device) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        """The batch on `device` (src_lengths stays on the CPU). To a GPU through pinned memory:
+        the copy runs while the host goes on."""
+        pin = device.type == "cuda"
+        move = lambda t: None if t is None else (t.pin_memory() if pin else t).to(device, non_blocking=True)  # noqa: E731
         return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out), self.indices)
 
 
@@ -104,6 +107,10 @@ class BatchSampler:
             batches += cut_batches(chunk, self.src_lens, self.tgt_lens, self.size, self.by_tokens)
         rng.shuffle(batches)
         return batches
+
+    def target_tokens(self, indices: list[int]) -> int:
+        """Target tokens of a batch that count in the loss (EOS included): its Batch.n_tgt_tokens."""
+        return sum(self.tgt_lens[i] for i in indices) + len(indices)
 
     def batch(self, indices: list[int]) -> Batch:
         return make_batch([self.src[i] for i in indices], [self.tgt[i] for i in indices], indices)

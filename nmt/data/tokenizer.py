@@ -40,6 +40,9 @@ class Tokenizer:
         except RuntimeError:
             raise CheckpointError(f"{path}: not a sentencepiece model") from None
 
+    def __reduce__(self):  # pickled as its model (sent to the other processes in distributed training)
+        return Tokenizer, (self.model_proto,)
+
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 

@@ -52,4 +52,4 @@ class Seq2Seq(nn.Module):
         Returns log P(y_t | y_<t, x): (B, V), the new state and attention weights (B, S).
         """
         att, state, weights = self.decoder.step(self.tgt_embed(prev), memory, state)
-        return F.log_softmax(self.output(att), dim=-1), state, weights
+        return F.log_softmax(self.output(att).float(), dim=-1), state, weights  # fp32 under autocast too

@@ -1,0 +1,140 @@
+"""Several processes training one model: torch.distributed with DistributedDataParallel.
+
+`torchrun --nproc_per_node N -m nmt train CONFIG` starts N copies of `nmt train` and tells each
+its RANK, LOCAL_RANK and WORLD_SIZE (W) in environment variables; `start` joins them into one
+process group (gloo for CPU tensors, NCCL for CUDA ones). A single `nmt train` is a group of one
+and sends no messages at all. How the work is split (see nmt.training):
+
+- Data: every rank computes the same epoch of batches (its order is a function of the seed and
+  the epoch) and trains on every W-th one: optimizer step k trains rank r on batch kW + r, so one
+  step sees W batches and the effective batch is W x training.batch_size.
+- Gradients: DDP averages them over the ranks while the backward pass runs. Each rank scales its
+  summed loss by W / (target tokens of all W batches), so the average is the gradient of the loss
+  per target token of the W batches together: one step on W shards is one step on their union.
+- The run directory belongs to rank 0: it reads the config and the data, trains the
+  sentencepiece models, writes checkpoints, logs and metrics; the other ranks receive what they
+  need (`on_main`). Only rank 0 needs the files, and an error there stops every rank.
+- Validation is sharded: each rank scores every W-th dev batch and translates every W-th dev
+  sentence; the sums and translations are gathered, so every rank computes the same dev score
+  and takes the same decisions (best, patience, the plateau schedule) without further messages.
+- Stopping: each step ends with one all-reduce of (loss, stop signal, time up), so a signal or
+  `max_minutes` seen by one rank stops all of them after the same step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from nmt.errors import NmtError
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place in the group: rank (0..W-1), local_rank (on its machine), world_size W."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def device(self, device: torch.device) -> torch.device:
+        """This rank's device: its own GPU (cuda:LOCAL_RANK) when training on CUDA."""
+        if device.type == "cuda" and self.distributed:
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def on_main(self, fn: Callable[..., Any], *args) -> Any:
+        """fn(*args) computed on rank 0 and sent to every rank (picklable results only).
+
+        A user error (NmtError) raised on rank 0 is raised on every rank, marked
+        `shown_by_rank0` so that only rank 0 prints it; anything else stops the other ranks with a note."""
+        if not self.distributed:
+            return fn(*args)
+        box: list = [None]
+        failure = None
+        if self.is_main:
+            try:
+                box[0] = (True, fn(*args))
+            except NmtError as e:
+                box[0], failure = (False, e), e
+            except BaseException as e:
+                box[0], failure = (False, NmtError(f"rank 0 failed ({type(e).__name__}); see its message")), e
+        dist.broadcast_object_list(box, src=0)
+        if failure is not None:
+            raise failure
+        ok, value = box[0]
+        if not ok:
+            value.shown_by_rank0 = True
+            raise value
+        return value
+
+    def all_sum(self, *values: float) -> list[float]:
+        """The sums over all ranks of each value (float64, through gloo on the CPU)."""
+        if not self.distributed:
+            return [float(v) for v in values]
+        sums = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        dist.all_reduce(sums)
+        return sums.tolist()
+
+    def gather(self, item: Any) -> list[Any]:
+        """Every rank's `item`, in rank order (picklable objects)."""
+        if not self.distributed:
+            return [item]
+        items: list = [None] * self.world_size
+        dist.all_gather_object(items, item)
+        return items
+
+    def shard(self, items: list) -> list:
+        """This rank's share of a list: items r, r + W, r + 2W, ..."""
+        return items[self.rank :: self.world_size]
+
+    def unshard(self, shares: list[list]) -> list:
+        """The list that `shard` split, from every rank's share (in rank order)."""
+        out = [None] * sum(len(s) for s in shares)
+        for rank, share in enumerate(shares):
+            out[rank :: self.world_size] = share
+        return out
+
+
+def from_environment() -> Processes:
+    """The group torchrun describes in the environment; a group of one without torchrun."""
+    try:
+        return Processes(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                         int(os.environ.get("WORLD_SIZE", 1)))
+    except ValueError:
+        raise NmtError("RANK, LOCAL_RANK and WORLD_SIZE: expected integers (set by torchrun)") from None
+
+
+def start() -> tuple[Processes, bool]:
+    """Join the process group torchrun set up; returns it and whether this call created it
+    (then `finish` leaves it). Nothing happens for a single process or an existing group."""
+    procs = from_environment()
+    if not procs.distributed or dist.is_initialized():
+        return procs, False
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return procs, True
+
+
+def finish(created: bool, together: bool = False) -> bool:
+    """Leave the process group `start` created; `together`: first wait until every rank is
+    here (a rank that leaves while another still talks to it can abort in gloo's teardown).
+    Returns False: the group is no longer this caller's to leave."""
+    if created and dist.is_initialized():
+        if together:
+            dist.barrier()
+        dist.destroy_process_group()
+    return False
