@@ -60,7 +60,7 @@ def _shard_worker(rank: int, cfg: Config, port: int, out: str) -> None:
     if rank == 0:
         torch.save({"model": trainer.model.state_dict(), "losses": totals,
                     "tokens": [n for _, n in losses]}, out)
-    distributed.finish(joined)
+    distributed.finish(joined, together=True)
 
 
 def test_one_step_on_two_shards_equals_one_step_on_their_union(tmp_path):
