@@ -57,8 +57,6 @@ class Translator:
         dev = resolve_device(device)
         if precision:
             check_precision(dev, precision, "--precision")
-        elif cfg.decoding.precision == "fp16" and dev.type == "cpu":
-            cfg.decoding.precision = "fp32"  # a GPU's setting, stored with the run
         return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
 
     @classmethod
@@ -162,9 +160,16 @@ class Translator:
                 out[row] = (lp, lp / length_penalty(T, alpha, d.length_penalty))
         return out
 
+    @property
+    def precision(self) -> str:
+        """The search's precision: decoding.precision, but a run's fp16 (a GPU's setting) is fp32
+        on the CPU, which has no fp16 LSTM."""
+        stored = self.cfg.decoding.precision
+        return "fp32" if stored == "fp16" and self.device.type == "cpu" else stored
+
     def _autocast(self) -> torch.autocast:
         """The model's precision in search and scoring: decoding.precision (log-probabilities stay fp32)."""
-        return autocast(self.device, self.cfg.decoding.precision)
+        return autocast(self.device, self.precision)
 
     def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
         eos = ["</s>"]

@@ -121,3 +121,14 @@ def test_cuda_decoding_in_half_precision_agrees_with_fp32(tmp_path):
     for p in ("bf16", "fp16"):
         assert len(out[p]) == len(lines)
         assert sum(a == b for a, b in zip(out["fp32"], out[p])) >= 0.75 * len(lines), p
+
+
+def test_a_run_stored_with_fp16_decoding_translates_in_fp32_on_the_cpu(tmp_path):
+    """decoding.precision: fp16 is a GPU's setting; on the CPU the run validates, scores its test
+    split and translates in fp32 (an explicit --precision fp16 there is an error, see test_cli)."""
+    cfg = tiny_dates_config(tmp_path, "run", max_steps=2, valid_every=1)
+    cfg.decoding.precision, cfg.device = "fp16", "cpu"
+    run = nmt.train(cfg)
+    translator = nmt.Translator.load(run, device="cpu")
+    assert translator.cfg.decoding.precision == "fp16" and translator.precision == "fp32"
+    assert len(translator.translate(["3 May 1979", ""])) == 2
