@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Config": "nmt.config", "load_config": "nmt.config",
-    "train": "nmt.training", "Translator": "nmt.translate", "Translation": "nmt.translate",
+    "train": "nmt.run", "Translator": "nmt.translate", "Translation": "nmt.translate",
     "NmtError": "nmt.errors", "ConfigError": "nmt.errors", "DataError": "nmt.errors",
     "CheckpointError": "nmt.errors",
 }

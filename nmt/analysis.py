@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from nmt.evaluate import score as corpus_score
+from nmt import metrics
 from nmt.translate import Translator
 
 CORRECT, SEARCH, MODEL = "correct", "search error", "model error"
@@ -73,7 +73,7 @@ def analyze(translator: Translator, sources: list[str], references: list[str], b
         sentences = [SentenceResult(i, out, o, r, classify(out, ref, o, r))
                      for i, (out, ref, o, r) in enumerate(zip(outputs, references, output_scores, reference_scores))]
         counts = {kind: sum(s.kind == kind for s in sentences) for kind in (CORRECT, SEARCH, MODEL)}
-        bleu = corpus_score(outputs, references).bleu
+        bleu = metrics.bleu(outputs, [references]).score
         results.append(BeamResult(beam, alpha, bleu, seconds, counts, sentences))
     return results
 
@@ -99,9 +99,9 @@ def table(results: list[BeamResult]) -> str:
     lines = [f"{'beam':>4}  {'alpha':>5}  {'BLEU':>5}  {'correct':>9}  {'search err':>12}  {'model err':>12}  "
              f"{'search share':>12}  {'sent/s':>7}"]
     for r in results:
-        pct = lambda k: f"{r.counts[k]} ({100 * r.counts[k] / max(1, n):.0f}%)"  # noqa: E731
-        lines.append(f"{r.beam:>4}  {r.alpha:>5g}  {r.bleu:>5.1f}  {pct(CORRECT):>9}  {pct(SEARCH):>12}  "
-                     f"{pct(MODEL):>12}  {100 * r.share(SEARCH):>11.1f}%  {n / max(r.seconds, 1e-9):>7.0f}")
+        pct = {k: f"{r.counts[k]} ({100 * r.counts[k] / max(1, n):.0f}%)" for k in (CORRECT, SEARCH, MODEL)}
+        lines.append(f"{r.beam:>4}  {r.alpha:>5g}  {r.bleu:>5.1f}  {pct[CORRECT]:>9}  {pct[SEARCH]:>12}  "
+                     f"{pct[MODEL]:>12}  {100 * r.share(SEARCH):>11.1f}%  {n / max(r.seconds, 1e-9):>7.0f}")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """The `nmt` command: argument parsing, files and streams, one-line errors and exit codes.
 
-Everything here is a thin layer over the library (nmt.training, nmt.translate, nmt.evaluate,
-nmt.metrics). Library code raises NmtError subclasses; `main` prints them as one line,
+Everything here is a thin layer over the library (nmt.run, nmt.translate, nmt.evaluate,
+nmt.tuning, nmt.analysis, nmt.metrics). Library code raises NmtError subclasses; `main` prints them as one line,
 `nmt: <kind>: <message>`, and exits with their code (2 for config errors, 1 otherwise).
 """
 
@@ -37,20 +37,28 @@ def _write_output(path: str | None, lines: list[str]) -> None:
     sys.stdout.flush()
 
 
+def _load_translator(model: str | Path | None, args: argparse.Namespace):
+    """The model of a decoding command (None: the latest run). The process is the command's own,
+    so it opts into the allocator setting that makes decoding fast (nmt.runtime)."""
+    from nmt.runtime import keep_freed_memory
+    from nmt.translate import Translator
+
+    keep_freed_memory()
+    return Translator.load(model, device=args.device, precision=args.precision)
+
+
 # --- subcommands ----------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nmt.training import train
+    from nmt.run import train
 
     train(args.config, args.set, overwrite=args.overwrite, resume=args.resume)
     return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from nmt.translate import Translator
-
-    translator = Translator.load(args.model, device=args.device, precision=args.precision)
+    translator = _load_translator(args.model, args)
     lines = _read_input(args.input)
     n = args.n_best or translator.cfg.decoding.n_best
     if args.sample:
@@ -91,31 +99,11 @@ def _plot_attention(folder: Path, lines: list[str], results: list) -> None:
     print(f"nmt: attention heatmaps in {folder}/", file=sys.stderr)
 
 
-def _eval_data(args: argparse.Namespace, translator) -> tuple[list[str], list[str], str]:
-    """Sources and references: --src/--ref files, or the run's dev/test split."""
-    from nmt.data.corpus import read_lines, read_parallel
-
-    if args.src or args.ref:
-        if not (args.src and args.ref):
-            raise DataError("--src and --ref go together: give both files")
-        src, ref = read_lines(args.src), read_lines(args.ref)
-        if len(src) != len(ref):
-            raise DataError(f"{args.src} has {len(src)} lines but {args.ref} has {len(ref)}: expected aligned files")
-        return src, ref, args.src
-    d = translator.cfg.data
-    prefix = getattr(d, args.split)
-    if not prefix:
-        raise DataError(f"data.{args.split}: the run's config names no {args.split} split; pass --src and --ref")
-    src, ref = read_parallel(prefix, d.src_lang, d.tgt_lang)
-    return src, ref, prefix
-
-
 def cmd_analyze(args: argparse.Namespace) -> int:
     from nmt import analysis
-    from nmt.translate import Translator
-
-    translator = Translator.load(args.model, device=args.device, precision=args.precision)
-    src, ref, name = _eval_data(args, translator)
+    from nmt.evaluate import eval_data
+    translator = _load_translator(args.model, args)
+    src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
     results = analysis.analyze(translator, src, ref, args.beam, args.alpha)
     if args.json:
         print(json.dumps(analysis.to_json(results, with_sentences=args.per_sentence), indent=1, ensure_ascii=False))
@@ -129,16 +117,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from nmt import tuning
-    from nmt.checkpoint import latest_run, resolve_checkpoint, run_dir_of, write_decoding_defaults
-    from nmt.translate import Translator
-
-    ckpt = resolve_checkpoint(args.model or latest_run())
-    run_dir = run_dir_of(ckpt)
-    if args.write and run_dir is None:
-        raise DataError(f"--write: {ckpt} is not inside a run directory (RUN_DIR/checkpoints/); "
-                        "the defaults are stored with a run")
-    translator = Translator.load(ckpt, device=args.device, precision=args.precision)
-    src, ref, name = _eval_data(args, translator)
+    from nmt.evaluate import eval_data
+    target = tuning.TuneTarget.find(args.model, write=args.write)
+    translator = _load_translator(target.checkpoint, args)
+    src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
     results = tuning.tune(translator, src, ref, args.beam, args.alpha)
     best = tuning.best(results)
     print(f"{name}: {len(src)} sentences")
@@ -146,10 +128,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if not args.no_plot:
         from nmt.plots import tune_png
 
-        print(f"plot: {tune_png(results, args.plot or (run_dir or ckpt.parent) / 'tune.png')}")
+        print(f"plot: {tune_png(results, target.plot_path(args.plot))}")
     if args.write:
-        path = write_decoding_defaults(run_dir, best.beam, best.alpha)
-        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); stored in {path}")
+        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); stored in {target.store(best)}")
     else:
         print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); --write stores it with the run")
     return 0
@@ -164,26 +145,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nmt.config import load_config
-    from nmt.evaluate import evaluate_split
-    from nmt.translate import Translator
-
+    from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data, translate_and_score
     target = Path(args.target)
     if target.is_dir():
-        translator = Translator.load(target, device=args.device, precision=args.precision)
+        translator = _load_translator(target, args)
         run_dir, cfg = target, translator.cfg
     else:
         cfg = load_config(target, args.set)
         run_dir = Path(cfg.run_dir)
-        translator = Translator.load(run_dir, device=args.device, precision=args.precision)
-    prefix = getattr(cfg.data, args.split)
-    if not prefix:
-        raise DataError(f"data.{args.split}: this config names no {args.split} split to evaluate")
+        translator = _load_translator(run_dir, args)
+    # the split's prefix comes from CONFIG (or the run's config), its languages from the run
+    src, ref, prefix = eval_data(translator.cfg.data, args.split, splits=cfg.data, missing=NO_SPLIT_TO_EVALUATE)
     out = Path(args.output) if args.output else run_dir / f"{args.split}.hyp"
-    scores, src, _, _ = evaluate_split(translator, prefix, out, args.beam, args.alpha)
-    d = translator.cfg.decoding
-    beam = args.beam or d.beam_size
-    alpha = d.alpha if args.alpha is None else args.alpha
-    print(f"{args.split} ({prefix}, {len(src)} sentences, beam {beam}, alpha {alpha:g}): hypotheses in {out}")
+    d = translator.decoding(args.beam, args.alpha)  # what the search will use
+    scores, _ = translate_and_score(translator, src, ref, out, d.beam_size, d.alpha)
+    print(f"{args.split} ({prefix}, {len(src)} sentences, beam {d.beam_size}, alpha {d.alpha:g}): hypotheses in {out}")
     print(f"BLEU = {scores.bleu:.2f}  {scores.bleu_signature}")
     print(f"chrF = {scores.chrf:.2f}  {scores.chrf_signature}")
     print(f"exact match = {100 * scores.accuracy:.2f}%")
@@ -204,11 +180,40 @@ def cmd_bleu(args: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------------
 
 
+MODEL_HELP = "run directory or checkpoint (default: the most recently trained run)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nmt", description="Neural machine translation with the classic attention model.")
     p.add_argument("--version", action="version", version=f"nmt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_translate, _add_analyze, _add_tune, _add_plot, _add_evaluate, _add_bleu):
+        add(sub)
+    return p
 
+
+def _model_options(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="the model's precision in search; default: the run's decoding.precision")
+
+
+def _decoding_options(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--beam", type=_decoding_value("beam_size"),
+                   help="beam size (1 = greedy); default: the run's decoding.beam_size")
+    q.add_argument("--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha")
+    _model_options(q)
+
+
+def _eval_data_options(q: argparse.ArgumentParser) -> None:
+    q.add_argument("-m", "--model", help=MODEL_HELP)
+    q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
+    q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
+    q.add_argument("--ref", help="reference file, aligned with --src")
+    _model_options(q)
+
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config", help="YAML config (see configs/reference.yaml)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -218,21 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(CONFIG may be that run directory)")
     t.set_defaults(func=cmd_train)
 
-    def model_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        q.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                       help="the model's precision in search; default: the run's decoding.precision")
 
-    def decoding_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--beam", type=int, help="beam size (1 = greedy); default: the run's decoding.beam_size")
-        q.add_argument("--alpha", type=float, help="length normalisation exponent; default: decoding.alpha")
-        model_options(q)
-
-    model_help = "run directory or checkpoint (default: the most recently trained run)"
+def _add_translate(sub) -> None:
     tr = sub.add_parser("translate", help="translate lines (stdin to stdout by default)")
-    tr.add_argument("-m", "--model", help=model_help)
-    decoding_options(tr)
-    tr.add_argument("--n-best", type=int, help="print the K best as 'LINE ||| TEXT ||| SCORE' (K lines per input)")
+    tr.add_argument("-m", "--model", help=MODEL_HELP)
+    _decoding_options(tr)
+    tr.add_argument("--n-best", type=_decoding_value("n_best"),
+                    help="print the K best as 'LINE ||| TEXT ||| SCORE' (K lines per input)")
     tr.add_argument("-i", "--input", help="input file (default: stdin)")
     tr.add_argument("-o", "--output", help="output file (default: stdout)")
     tr.add_argument("--sample", action="store_true", help="sample from the model instead of searching "
@@ -243,23 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
     tr.set_defaults(func=cmd_translate)
 
-    def eval_data_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("-m", "--model", help=model_help)
-        q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
-        q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
-        q.add_argument("--ref", help="reference file, aligned with --src")
-        model_options(q)
 
+def _add_analyze(sub) -> None:
     an = sub.add_parser("analyze", help="beam-search error analysis: search errors or model errors?")
-    eval_data_options(an)
+    _eval_data_options(an)
     an.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
-    an.add_argument("--alpha", type=float, help="length normalisation exponent; default: decoding.alpha")
+    an.add_argument("--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha")
     an.add_argument("--json", action="store_true", help="print JSON")
     an.add_argument("--per-sentence", action="store_true", help="with --json: every sentence's scores and kind")
     an.set_defaults(func=cmd_analyze)
 
+
+def _add_tune(sub) -> None:
     tu = sub.add_parser("tune", help="choose beam size and alpha on dev data")
-    eval_data_options(tu)
+    _eval_data_options(tu)
     tu.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
     tu.add_argument("--alpha", type=_float_list, default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
                     help="alphas, e.g. 0,0.5,1")
@@ -268,19 +262,25 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("--write", action="store_true", help="store the best pair as the run's decoding defaults")
     tu.set_defaults(func=cmd_tune)
 
+
+def _add_plot(sub) -> None:
     pl = sub.add_parser("plot", help="draw a run's learning curves (loss, dev loss, dev BLEU) into a PNG")
     pl.add_argument("run_dir", metavar="RUN_DIR")
     pl.add_argument("-o", "--output", help="PNG file (default: RUN_DIR/learning_curves.png)")
     pl.set_defaults(func=cmd_plot)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="translate a config's test split and report BLEU and chrF")
     e.add_argument("target", metavar="CONFIG|RUN_DIR")
-    decoding_options(e)
+    _decoding_options(e)
     e.add_argument("--split", choices=["test", "dev"], default="test")
     e.add_argument("-o", "--output", help="hypothesis file (default: RUN_DIR/SPLIT.hyp)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_bleu(sub) -> None:
     b = sub.add_parser("bleu", help="corpus BLEU (sacrebleu) with the pieces of the formula")
     b.add_argument("hyp", help="hypothesis file, one sentence a line")
     b.add_argument("refs", nargs="+", metavar="REF", help="reference file(s), aligned with HYP")
@@ -289,7 +289,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("-w", "--width", type=int, default=1, help="decimals of the scores (as sacrebleu -w)")
     b.set_defaults(func=cmd_bleu)
-    return p
 
 
 def _number_list(convert: type, least: int, what: str):
@@ -311,15 +310,34 @@ _int_list = _number_list(int, 1, "integers")
 _float_list = _number_list(float, 0, "numbers")
 
 
-def _bad_number(args: argparse.Namespace) -> str | None:
-    """A message for an out-of-range numeric option, or None."""
-    for name in ("beam", "n_best"):
-        value = getattr(args, name, None)
-        if isinstance(value, int) and value < 1:
-            return f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}"
-    alpha = getattr(args, "alpha", None)
-    if isinstance(alpha, float) and alpha < 0:
-        return f"--alpha: expected a number >= 0, got {alpha}"
+def _decoding_value(key: str):
+    """An argparse type for an option that sets decoding.KEY for one call: parsed and checked
+    by the config's own rule for that key (nmt.config), so `--beam 0` is refused as
+    `decoding.beam_size: 0` would be."""
+    from nmt.config import DecodingConfig, replace_checked
+    from nmt.errors import ConfigError
+
+    def parse(text: str):
+        try:
+            return getattr(replace_checked(DecodingConfig(), "decoding", {key: _number(text)}), key)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"decoding.{key}: ")) from None
+
+    return parse
+
+
+def _number(text: str) -> int | float | str:
+    """'3' -> 3, '0.5' -> 0.5; anything else stays text, for the config's checks to refuse."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _bad_combination(args: argparse.Namespace) -> str | None:
+    """A message for sampling options out of range or used together with what they exclude, or None."""
     if getattr(args, "temperature", 1.0) <= 0:
         return f"--temperature: expected a number > 0, got {args.temperature}"
     if getattr(args, "top_k", 0) < 0:
@@ -338,13 +356,13 @@ def _rank_prefix() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = _bad_number(args)
+    problem = _bad_combination(args)
     if problem:
         parser.error(problem)  # usage line + message, exit 2
     try:
         return args.func(args)
     except NmtError as e:
-        if not getattr(e, "shown_by_rank0", False):  # distributed training: rank 0 says it
+        if not e.shown_by_rank0:  # distributed training: rank 0 says it
             print(f"nmt: {_rank_prefix()}{e.kind}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

@@ -80,6 +80,7 @@ class TokenizerConfig:
 class ModelConfig:
     """The attention model: BiRNN encoder, RNN decoder with attention and input feeding."""
 
+    encoder: Literal["birnn"] = _f("birnn", help="the encoder (nmt.model.seq2seq.ENCODERS)")
     rnn_type: Literal["lstm", "gru", "rnn"] = _f("lstm")
     emb_size: int = _f(256, AT_LEAST_ONE)
     enc_hidden_size: int = _f(256, AT_LEAST_ONE, "per direction; encoder states are 2x this")
@@ -92,6 +93,8 @@ class ModelConfig:
     bridge: bool = _f(True, help="decoder initial state = tanh(W [enc final fwd; bwd])")
     dropout: float = _f(0.2, PROBABILITY)
     tie_embeddings: bool = _f(False, help="target embedding = output layer (emb = dec hidden)")
+    textbook: bool = _f(False, help="compute as the equations read: torch's cells step by step, tanh "
+                        "attention, F.cross_entropy (same weights and results, slower)")
 
 
 @dataclass
@@ -258,6 +261,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("tokenizer.model: only with tokenizer.joint: true (use src_model/tgt_model)")
     if not t.joint and bool(t.src_model) != bool(t.tgt_model):
         raise ConfigError("tokenizer.src_model: give both src_model and tgt_model, or neither")
+
+
+def replace_checked(section: Any, prefix: str, values: dict[str, Any]) -> Any:
+    """A copy of config section `section` (e.g. cfg.decoding) with `values` set, each checked as
+    it would be in a config file; errors name `prefix.key`."""
+    return _build(type(section), {**dataclasses.asdict(section), **values}, prefix)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -3,7 +3,7 @@
 `torchrun --nproc_per_node N -m nmt train CONFIG` starts N copies of `nmt train` and tells each
 its RANK, LOCAL_RANK and WORLD_SIZE (W) in environment variables; `start` joins them into one
 process group (gloo for CPU tensors, NCCL for CUDA ones). A single `nmt train` is a group of one
-and sends no messages at all. How the work is split (see nmt.training):
+and sends no messages at all. How the work is split (see nmt.run and nmt.training):
 
 - Data: every rank computes the same epoch of batches (its order is a function of the seed and
   the epoch) and trains on every W-th one: optimizer step k trains rank r on batch kW + r, so one
@@ -50,17 +50,18 @@ class Processes:
         return self.world_size > 1
 
     def device(self, device: torch.device) -> torch.device:
-        """This rank's device: its own GPU (cuda:LOCAL_RANK) when training on CUDA."""
+        """This rank's device: its own GPU (cuda:LOCAL_RANK) when training on CUDA. It does not
+        make it the current CUDA device (a process-wide setting): training does that itself."""
         if device.type == "cuda" and self.distributed:
             device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(device)
         return device
 
     def on_main(self, fn: Callable[..., Any], *args) -> Any:
         """fn(*args) computed on rank 0 and sent to every rank (picklable results only).
 
-        A user error (NmtError) raised on rank 0 is raised on every rank, marked
-        `shown_by_rank0` so that only rank 0 prints it; anything else stops the other ranks with a note."""
+        A user error (NmtError) raised on rank 0 is raised on every rank, its `shown_by_rank0`
+        set on the other ranks so that only rank 0 prints it; anything else stops the other
+        ranks with a note."""
         if not self.distributed:
             return fn(*args)
         box: list = [None]

@@ -7,10 +7,16 @@ and a non-zero exit status. Anything else that escapes is a bug in nmt.
 
 
 class NmtError(Exception):
-    """Base class: a problem with the user's input, not a bug in nmt."""
+    """Base class: a problem with the user's input, not a bug in nmt.
+
+    `shown_by_rank0`: in distributed training, rank 0 prints this error and the other ranks,
+    which raise it too (to stop), stay silent. Set True on the other ranks' copies by
+    nmt.distributed (`Processes.on_main`) and by the Trainer when a stop signal interrupts
+    training; read by `nmt.cli.main`."""
 
     kind = "error"
     exit_code = 1
+    shown_by_rank0: bool = False
 
     def __str__(self) -> str:  # one line, always
         return " ".join(super().__str__().split())

@@ -1,25 +1,55 @@
-"""Scoring translations of a split: BLEU and chrF (sacrebleu), and exact-match accuracy."""
+"""Scoring translations of a split: BLEU and chrF (sacrebleu), and exact-match accuracy.
+
+`eval_data` decides what `nmt evaluate`, `nmt analyze` and `nmt tune` read: the --src/--ref
+files, or the dev/test split the config names (PREFIX.SRC_LANG, PREFIX.TGT_LANG). `score` turns
+hypotheses and references into `Scores`, which keep nmt.metrics' reports (sacrebleu's score with
+its signature), so BLEU and its signature are computed in one place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nmt import metrics
-from nmt.data.corpus import read_parallel
+from nmt.data.corpus import read_lines, read_parallel
+from nmt.errors import DataError
 from nmt.files import write_lines
 from nmt.translate import Translator
+
+if TYPE_CHECKING:
+    from nmt.config import DataConfig
+
+#: `eval_data`'s message for a split the config does not name (analyze and tune, which take files)
+NO_SPLIT = "data.{split}: the run's config names no {split} split; pass --src and --ref"
+#: ... and nmt evaluate's, which takes a split only
+NO_SPLIT_TO_EVALUATE = "data.{split}: this config names no {split} split to evaluate"
 
 
 @dataclass
 class Scores:
     """Corpus scores of hypotheses against one reference per line."""
 
-    bleu: float
-    chrf: float
+    bleu_report: metrics.BleuReport
+    chrf_report: metrics.ChrfReport
     accuracy: float  # fraction of lines equal to the reference (whitespace-trimmed)
-    bleu_signature: str
-    chrf_signature: str
+
+    @property
+    def bleu(self) -> float:
+        return self.bleu_report.score
+
+    @property
+    def chrf(self) -> float:
+        return self.chrf_report.score
+
+    @property
+    def bleu_signature(self) -> str:
+        return self.bleu_report.signature
+
+    @property
+    def chrf_signature(self) -> str:
+        return self.chrf_report.signature
 
     def line(self) -> str:
         return f"BLEU {self.bleu:.2f}  chrF {self.chrf:.2f}  exact match {100 * self.accuracy:.2f}%"
@@ -27,20 +57,52 @@ class Scores:
 
 def score(hyps: list[str], refs: list[str]) -> Scores:
     """BLEU, chrF and accuracy of `hyps` against `refs` (aligned by line)."""
-    b, c = metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs])
     exact = sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / max(1, len(refs))
-    return Scores(b.score, c.score, exact, b.signature, c.signature)
+    return Scores(metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs]), exact)
 
 
-def evaluate_split(translator: Translator, prefix: str, out_path: Path | None = None,
-                   beam: int | None = None, alpha: float | None = None) -> tuple[Scores, list[str], list[str], list[str]]:
+def eval_data(data: DataConfig, split: str, src: str | None = None, ref: str | None = None,
+              splits: DataConfig | None = None, missing: str = NO_SPLIT) -> tuple[list[str], list[str], str]:
+    """Sources, references and a name for them (the source file, or the split's prefix).
+
+    The files `src` and `ref` (both or neither, aligned line by line) if given; else the split
+    `split` ('dev' or 'test'), whose prefix `splits` names (default: `data`), read in `data`'s
+    languages. A split that is not named raises DataError(`missing`, formatted with `split`).
+    """
+    if src or ref:
+        if not (src and ref):
+            raise DataError("--src and --ref go together: give both files")
+        sources, references = read_lines(src), read_lines(ref)
+        if len(sources) != len(references):
+            raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: "
+                            "expected aligned files")
+        return sources, references, src
+    prefix = getattr(splits or data, split)
+    if not prefix:
+        raise DataError(missing.format(split=split))
+    sources, references = read_parallel(prefix, data.src_lang, data.tgt_lang)
+    return sources, references, prefix
+
+
+def translate_and_score(translator: Translator, src: list[str], refs: list[str], out_path: Path | None = None,
+                        beam: int | None = None, alpha: float | None = None) -> tuple[Scores, list[str]]:
+    """Translate `src`, write the hypotheses to `out_path` (if given), score them against `refs`.
+
+    Returns the scores and the hypotheses.
+    """
+    hyps = translator.translate(src, beam, alpha)
+    if out_path is not None:
+        write_lines(out_path, hyps)
+    return score(hyps, refs), hyps
+
+
+def evaluate_split(translator: Translator, prefix: str, out_path: Path | None = None, beam: int | None = None,
+                   alpha: float | None = None) -> tuple[Scores, list[str], list[str], list[str]]:
     """Translate split `prefix` of the translator's languages; write hypotheses to `out_path`.
 
     Returns the scores, the sources, the references and the hypotheses.
     """
     d = translator.cfg.data
     src, refs = read_parallel(prefix, d.src_lang, d.tgt_lang)
-    hyps = translator.translate(src, beam, alpha)
-    if out_path is not None:
-        write_lines(out_path, hyps)
-    return score(hyps, refs), src, refs, hyps
+    scores, hyps = translate_and_score(translator, src, refs, out_path, beam, alpha)
+    return scores, src, refs, hyps

@@ -15,8 +15,8 @@ soon as z is, the gradients are computed in the forward pass and kept (they are 
 and V x Hd), and each block's logits are dropped before the next block. The (N, V) logits, their
 log-softmax and their gradient, each 130 MB for an 8k vocabulary and 4k tokens, never exist;
 a block stays in the CPU's cache, and the process never asks the kernel for fresh pages of
-that size (a page fault per 4 KB: on the machine of the README, writing a fresh 130 MB
-tensor cost 25-190 ms, against 7 ms for reused memory).
+that size (page faults on fresh memory are expensive: see the README's notes on speed).
+`plain_output_loss` is the textbook computation, kept beside it (`model.textbook: true`).
 
 Under autocast (training.precision: bf16) the three products run in bf16; the softmax and the
 loss are always computed in fp32.
@@ -25,6 +25,7 @@ loss are always computed in fp32.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from nmt.data.tokenizer import PAD
 
@@ -107,3 +108,12 @@ def output_loss(att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor
         return sum((_block_loss(torch.addmm(b, a[i : i + step], w.t()).to(acc), target[i : i + step],
                                target[i : i + step] != PAD, label_smoothing) for i in range(0, a.size(0), step)),
                    torch.zeros((), dtype=acc, device=a.device))
+
+
+def plain_output_loss(att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    """What `output_loss` computes, as PyTorch computes it: the (B, T, V) logits W_o ã + b, then
+    F.cross_entropy (log-softmax and loss in fp32). att: (B, T, Hd), target: (B, T). Scalar."""
+    logits = output(att).float()
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=PAD,
+                           label_smoothing=label_smoothing, reduction="sum")

@@ -1,8 +1,9 @@
-"""Corpus BLEU / chrF / TER, scored exactly as the ``sacrebleu`` command line does.
+"""Corpus BLEU / chrF / TER, scored and printed exactly as the ``sacrebleu`` command line does.
 
 This is the library half of ``nmt bleu HYP REF [REF ...]``. Scores come from
 sacrebleu's own metric classes (nothing is reimplemented), built with the same
-defaults as the ``sacrebleu`` CLI, so ``format_report`` prints the very lines
+defaults as the ``sacrebleu`` CLI, and are printed by sacrebleu's own
+``Score.format``: ``format_report`` prints the very lines
 ``sacrebleu REF... -i HYP -m bleu [chrf ter] -f text`` prints, and
 ``json_report`` holds the same keys as its JSON output. On top of that the
 report spells out the pieces of the course's BLEU formula::
@@ -18,12 +19,18 @@ Typical use::
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Sequence, Union
+from typing import Any, ClassVar, Union
 
 from sacrebleu.metrics import BLEU, CHRF, TER
+from sacrebleu.metrics.base import Metric, Score
+from sacrebleu.metrics.bleu import BLEUScore
+from sacrebleu.metrics.chrf import CHRFScore
+from sacrebleu.metrics.ter import TERScore
 
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
@@ -37,46 +44,70 @@ CLI_WIDTH = 1
 # --------------------------------------------------------------------------- reports
 
 
-@dataclass
-class BleuReport:
-    """Corpus BLEU and the pieces it is made of (sacrebleu's numbers, unrounded)."""
+@dataclass(frozen=True, eq=False)
+class Report:
+    """One corpus score: sacrebleu's score object and the signature of the metric that made it.
 
-    score: float  #: 0..100
+    The printed forms are sacrebleu's own (``Score.format``), so they cannot drift from
+    what the ``sacrebleu`` CLI prints for the same score and signature.
+    """
+
+    sacrebleu: Score  #: sacrebleu's score object (unrounded ``score``, ``name``, fields)
     signature: str  #: e.g. ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``
-    precisions: list[float]  #: p1..p4 in percent (smoothed where a count is 0)
-    counts: list[int]  #: clipped matched n-grams, n = 1..4
-    totals: list[int]  #: hypothesis n-grams, n = 1..4
-    bp: float  #: brevity penalty
-    sys_len: int  #: c, hypothesis length in tokens
-    ref_len: int  #: r, effective reference length in tokens
-    ratio: float  #: c / r
-    verbose: str  #: sacrebleu's ``93.8/86.4/... (BP = ... ref_len = ...)`` part
-    name: str = "BLEU"
+
+    #: public fields of the score object that ``json_report`` adds to sacrebleu's JSON keys
+    EXTRA_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def score(self) -> float:
+        """The unrounded score, 0..100."""
+        return self.sacrebleu.score
+
+    @property
+    def name(self) -> str:
+        """The metric's name as sacrebleu prints it: ``BLEU``, ``chrF2``, ``TER``."""
+        return self.sacrebleu.name
+
+    def cli_line(self, width: int = CLI_WIDTH) -> str:
+        """The line ``sacrebleu -f text -w WIDTH`` prints for this metric (unaligned)."""
+        return self.sacrebleu.format(width, signature=self.signature)
+
+    def cli_json(self, width: int = CLI_WIDTH) -> dict[str, Any]:
+        """The object ``sacrebleu -f json -w WIDTH`` prints for this metric."""
+        return json.loads(self.sacrebleu.format(width, signature=self.signature, is_json=True))
+
+    def extra_fields(self) -> dict[str, Any]:
+        """``EXTRA_FIELDS`` of the score object, by name."""
+        return {key: getattr(self.sacrebleu, key) for key in self.EXTRA_FIELDS}
 
 
-@dataclass
-class ChrfReport:
+@dataclass(frozen=True, eq=False)
+class BleuReport(Report):
+    """Corpus BLEU and the pieces it is made of (sacrebleu's numbers, unrounded).
+
+    ``sacrebleu.precisions``: p1..p4 in percent (smoothed where a count is 0);
+    ``.counts``: clipped matched n-grams and ``.totals``: hypothesis n-grams, n = 1..4;
+    ``.bp``: brevity penalty; ``.sys_len``: c, the hypothesis length in tokens;
+    ``.ref_len``: r, the effective reference length in tokens; ``.ratio``: c / r.
+    """
+
+    sacrebleu: BLEUScore
+    EXTRA_FIELDS = ("precisions", "counts", "totals", "bp", "sys_len", "ref_len", "ratio")
+
+
+@dataclass(frozen=True, eq=False)
+class ChrfReport(Report):
     """Corpus chrF (sacrebleu defaults: chrF2, character 6-grams)."""
 
-    score: float
-    signature: str
-    name: str = "chrF2"
-    verbose: str = ""
+    sacrebleu: CHRFScore
 
 
-@dataclass
-class TerReport:
+@dataclass(frozen=True, eq=False)
+class TerReport(Report):
     """Corpus TER (sacrebleu defaults: case-insensitive, tercom tokenisation)."""
 
-    score: float
-    signature: str
-    num_edits: float
-    ref_length: float
-    name: str = "TER"
-    verbose: str = ""
-
-
-Report = Union[BleuReport, ChrfReport, TerReport]
+    sacrebleu: TERScore
+    EXTRA_FIELDS = ("num_edits", "ref_length")
 
 
 # --------------------------------------------------------------------------- scoring
@@ -103,16 +134,20 @@ def check_aligned(
             )
 
 
-def _prepare(
+def _corpus_score(
+    metric: Metric,
     hyps: Sequence[str],
     refs: Sequence[Sequence[str]],
     hyp_name: str,
     ref_names: Sequence[str] | None,
-) -> tuple[list[str], list[list[str]]]:
+) -> tuple[Any, str]:
+    """``metric``'s corpus score of the checked, right-stripped lines, and its signature."""
+    check_aligned(hyps, refs, hyp_name, ref_names)
     # The sacrebleu CLI right-strips every line it reads; do the same so that
     # scores agree with it on the same files.
-    check_aligned(hyps, refs, hyp_name, ref_names)
-    return [h.rstrip() for h in hyps], [[r.rstrip() for r in ref] for ref in refs]
+    h, r = [x.rstrip() for x in hyps], [[x.rstrip() for x in ref] for ref in refs]
+    score = metric.corpus_score(h, r)
+    return score, metric.get_signature().format()  # the signature needs the score's nrefs
 
 
 def bleu(
@@ -126,22 +161,7 @@ def bleu(
     Uses ``sacrebleu.metrics.BLEU`` with the CLI defaults (13a, exp smoothing,
     mixed case). ``hyp_name``/``ref_names`` only label error messages.
     """
-    h, r = _prepare(hyps, refs, hyp_name, ref_names)
-    metric = BLEU()
-    s = metric.corpus_score(h, r)
-    return BleuReport(
-        score=s.score,
-        signature=metric.get_signature().format(),
-        precisions=list(s.precisions),
-        counts=list(s.counts),
-        totals=list(s.totals),
-        bp=s.bp,
-        sys_len=s.sys_len,
-        ref_len=s.ref_len,
-        ratio=s.ratio,
-        verbose=s._verbose,
-        name=s.name,
-    )
+    return BleuReport(*_corpus_score(BLEU(), hyps, refs, hyp_name, ref_names))
 
 
 def chrf(
@@ -151,12 +171,7 @@ def chrf(
     ref_names: Sequence[str] | None = None,
 ) -> ChrfReport:
     """Corpus chrF2 with the sacrebleu CLI defaults (``sacrebleu.metrics.CHRF``)."""
-    h, r = _prepare(hyps, refs, hyp_name, ref_names)
-    metric = CHRF()
-    s = metric.corpus_score(h, r)
-    return ChrfReport(
-        score=s.score, signature=metric.get_signature().format(), name=s.name, verbose=s._verbose
-    )
+    return ChrfReport(*_corpus_score(CHRF(), hyps, refs, hyp_name, ref_names))
 
 
 def ter(
@@ -166,17 +181,7 @@ def ter(
     ref_names: Sequence[str] | None = None,
 ) -> TerReport:
     """Corpus TER with the sacrebleu CLI defaults (``sacrebleu.metrics.TER``)."""
-    h, r = _prepare(hyps, refs, hyp_name, ref_names)
-    metric = TER()
-    s = metric.corpus_score(h, r)
-    return TerReport(
-        score=s.score,
-        signature=metric.get_signature().format(),
-        num_edits=s.num_edits,
-        ref_length=s.ref_length,
-        name=s.name,
-        verbose=s._verbose,
-    )
+    return TerReport(*_corpus_score(TER(), hyps, refs, hyp_name, ref_names))
 
 
 _bleu, _chrf, _ter = bleu, chrf, ter  # score_files' flags shadow the names
@@ -218,28 +223,9 @@ def _reports(result: dict[str, Any]) -> list[Report]:
     return [result[k] for k in ("bleu", "chrf", "ter") if result.get(k) is not None]
 
 
-def cli_line(report: Report, width: int = CLI_WIDTH) -> str:
-    """The line ``sacrebleu -f text -w WIDTH`` prints for this metric (unaligned)."""
-    line = f"{report.name}|{report.signature} = {report.score:.{width}f}"
-    return f"{line} {report.verbose}" if report.verbose else line
-
-
-def cli_json(report: Report, width: int = CLI_WIDTH) -> dict[str, Any]:
-    """The object ``sacrebleu -f json -w WIDTH`` prints for this metric."""
-    d: dict[str, Any] = {
-        "name": report.name,
-        "score": float(f"{report.score:.{width}f}"),
-        "signature": report.signature,
-    }
-    if report.verbose:
-        d["verbose_score"] = report.verbose
-    for pair in report.signature.split("|"):
-        key, value = pair.split(":", 1)
-        d[key] = value
-    return d
-
-
-def _formula(b: BleuReport) -> list[str]:
+def _formula(report: BleuReport) -> list[str]:
+    """The course's formula with this score's numbers: p_n, c, r, BP and BLEU."""
+    b = report.sacrebleu
     out = ["BLEU formula: BLEU = BP * exp(sum_n 1/4 log p_n), p_n = matched_n / total_n"]
     smoothed = False
     for n, (m, t, p) in enumerate(zip(b.counts, b.totals, b.precisions), 1):
@@ -267,7 +253,7 @@ def _formula(b: BleuReport) -> list[str]:
         out.append(f"  BLEU = 0  (some p_n = 0)  ->  {b.score:.2f}")
     if smoothed:
         out.append("  (sacrebleu's exp smoothing replaces a zero p_n by 1/(2^k * total_n))")
-    if not b.signature.startswith("nrefs:1|"):
+    if not report.signature.startswith("nrefs:1|"):
         out.append("  (several references: clipping uses the max count over references,")
         out.append("   r sums the reference length closest to each hypothesis)")
     return out
@@ -280,7 +266,7 @@ def format_report(result: dict[str, Any], width: int = CLI_WIDTH) -> str:
     -f text -w WIDTH`` prints (aligned on ``=`` the same way), then a section
     spelling out the BLEU formula with the actual numbers.
     """
-    lines = [cli_line(r, width) for r in _reports(result)]
+    lines = [r.cli_line(width) for r in _reports(result)]
     if len(lines) > 1:  # sacrebleu aligns several metrics on the '='
         w = max(line.index("=") - 1 for line in lines)
         lines = [f"{ln[: ln.index('=') - 1]:>{w}}{ln[ln.index('=') - 1:]}" for ln in lines]
@@ -294,19 +280,17 @@ def json_report(result: dict[str, Any], width: int = CLI_WIDTH) -> dict[str, Any
     """JSON-serialisable form of a :func:`score_files` result for ``--json``.
 
     Each metric's object has the keys of sacrebleu's JSON output (``score``
-    rounded to ``width`` like the CLI), plus ``exact_score`` and, for BLEU,
-    the formula pieces (precisions, counts, totals, bp, sys_len, ref_len, ratio).
+    rounded to ``width`` like the CLI), plus ``exact_score`` and the report's
+    ``EXTRA_FIELDS``: for BLEU the formula pieces (precisions, counts, totals,
+    bp, sys_len, ref_len, ratio), for TER num_edits and ref_length.
     """
     out: dict[str, Any] = {k: result[k] for k in ("hyp", "refs", "lines") if k in result}
     for key in ("bleu", "chrf", "ter"):
         report = result.get(key)
         if report is None:
             continue
-        d = cli_json(report, width)
+        d = report.cli_json(width)
         d["exact_score"] = report.score
-        extra = asdict(report)
-        for k in ("score", "signature", "name", "verbose"):
-            extra.pop(k)
-        d.update(extra)
+        d.update(report.extra_fields())
         out[key] = d
     return out

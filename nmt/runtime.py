@@ -3,10 +3,10 @@
 Training and decoding allocate and free tensors of the same large sizes (the (N, V) logits,
 their gradient) at every step. glibc's malloc serves blocks above its mmap threshold (at most
 32 MB) with fresh pages from the kernel and hands them back on free, so every step pays a
-page fault per 4 KB of them: writing a fresh 130 MB tensor took 37 ms against 6 ms for a reused
-one on the 2-core machine of the README, and the whole training step was 30% faster with the
-setting below. `keep_freed_memory` tells malloc to keep freed memory for reuse instead.
-The cost: the process's resident memory stays at its peak.
+page fault per 4 KB of them (what that costs on a small VM: see the README's benchmark notes).
+`keep_freed_memory` tells malloc to keep freed memory for reuse instead. The cost: the
+process's resident memory stays at its peak, so it is a choice for a whole process that the
+`nmt` command and `nmt train` make; library calls (`Translator.load`) leave malloc alone.
 """
 
 from __future__ import annotations
@@ -74,9 +74,3 @@ def check_precision(device: torch.device, precision: str, key: str) -> None:
     so no loss scaling either)."""
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError(f"{key}: fp16 is for GPUs; on the CPU use bf16 (or fp32)")
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix products are fast here (see `fast_precision`)."""
-    return fast_precision(device, "bf16")
-

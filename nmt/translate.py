@@ -9,13 +9,13 @@ import torch
 
 from nmt.checkpoint import (DECODING_FILE, checkpoint_tokenizers, latest_run, load_checkpoint, read_decoding_defaults,
                             resolve_checkpoint, run_dir_of)
-from nmt.config import Config, config_from_dict, config_to_dict, resolve_device
+from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict, replace_checked, resolve_device
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
-from nmt.model import Seq2Seq
-from nmt.runtime import autocast, check_precision, keep_freed_memory
-from nmt.search import Hypothesis, beam_search, greedy, length_penalty, max_lengths, sample, sequence_log_probs
+from nmt.model import Seq2Seq, build_model
+from nmt.runtime import autocast, check_precision
+from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sequence_log_probs
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Translator:
         fp16 for the search (default: the config's decoding.precision)."""
         cfg = config_from_dict(state["config"], [f"decoding.precision={precision}"] if precision else [])
         src_tok, tgt_tok = checkpoint_tokenizers(state)
-        model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
+        model = build_model(cfg.model, len(src_tok), len(tgt_tok))
         try:
             model.load_state_dict(state["model"])
         except (RuntimeError, TypeError, AttributeError) as e:
@@ -69,7 +69,6 @@ class Translator:
         if precision:  # a wrong option is the user's, not the checkpoint's
             check_precision(resolve_device(device), precision, "--precision")
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
-        keep_freed_memory()
         state = load_checkpoint(ckpt)  # its errors name the file
         run_dir = run_dir_of(ckpt)
         if run_dir is not None:
@@ -91,31 +90,25 @@ class Translator:
             raise ConfigError(f"{run_dir / DECODING_FILE}: {e}") from None
         return {**state, "config": config}
 
+    def decoding(self, beam: int | None = None, alpha: float | None = None, n_best: int | None = None
+                 ) -> DecodingConfig:
+        """The decoding options of a call: the run's decoding section with the given values (None:
+        the run's default), checked as config keys are (one ConfigError naming the key)."""
+        chosen = {"beam_size": beam, "alpha": alpha, "n_best": n_best}
+        d = replace_checked(self.cfg.decoding, "decoding", {k: v for k, v in chosen.items() if v is not None})
+        if d.n_best > d.beam_size:
+            raise ConfigError(f"n_best: expected at most the beam size ({d.beam_size}), got {d.n_best}")
+        return d
+
     def search(self, lines: list[str], beam: int | None = None, alpha: float | None = None,
                n_best: int | None = None, attention: bool = False) -> list[list[Translation]]:
         """The n_best translations of every line, best first. None means the config's default.
 
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
         """
-        d = self.cfg.decoding
-        beam, alpha, n_best = beam or d.beam_size, d.alpha if alpha is None else alpha, n_best or d.n_best
-        if n_best > beam:
-            raise ConfigError(f"n_best: expected at most the beam size ({beam}), got {n_best}")
-        ids = self.src_tok.encode(list(lines))
-        results: list[list[Translation]] = [[Translation("", 0.0, 0.0, [], [])] * n_best for _ in lines]
-        todo = [i for i, line in enumerate(lines) if line.strip()]
-        for batch in sorted_batches([ids[i] for i in todo], None, d.batch_size):
-            src, lengths = batch.src.to(self.device), batch.src_lengths
-            limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
-            with self._autocast():
-                if beam == 1:
-                    hyps = greedy(self.model, src, lengths, limit, alpha, d.length_penalty, attention)
-                else:
-                    hyps = beam_search(self.model, src, lengths, limit, beam, alpha, d.length_penalty, n_best, attention)
-            for row, nbest in zip(batch.indices, hyps):
-                line = todo[row]
-                results[line] = [self._translation(ids[line], h) for h in nbest]
-        return results
+        d = self.decoding(beam, alpha, n_best)
+        options = SearchOptions(d.beam_size, d.alpha, d.length_penalty, d.n_best, attention)
+        return self._decode(lines, "greedy" if d.beam_size == 1 else "beam", options)
 
     def sample(self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0,
                seed: int | None = None) -> list[list[Translation]]:
@@ -128,26 +121,37 @@ class Translator:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else torch.seed())
         d = self.cfg.decoding
+        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature,
+                                top_k=top_k, generator=generator)
+        return self._decode(lines, "sample", options, copies=n)
+
+    def _decode(self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1
+                ) -> list[list[Translation]]:
+        """Every line's outputs by search strategy `strategy` (nmt.search.STRATEGIES), decoded
+        `copies` times (sampling): copies x n_best translations per line, in order. Lines are
+        batched by length; blank lines are not decoded and get empty translations."""
+        d = self.cfg.decoding
         ids = self.src_tok.encode(list(lines))
-        results: list[list[Translation]] = [[Translation("", 0.0, 0.0, [], [])] * n for _ in lines]
+        empty = [Translation("", 0.0, 0.0, [], [])] * (copies * options.n_best)
+        outputs: list[list] = [[None] * copies if line.strip() else empty for line in lines]
         todo = [i for i, line in enumerate(lines) if line.strip()]
-        for batch in sorted_batches([ids[i] for i in todo for _ in range(n)], None, d.batch_size):
+        for batch in sorted_batches([ids[i] for i in todo for _ in range(copies)], None, d.batch_size):
             src, lengths = batch.src.to(self.device), batch.src_lengths
             limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
             with self._autocast():
-                hyps = sample(self.model, src, lengths, limit, temperature, top_k, generator, d.alpha, d.length_penalty)
-            for row, (hyp,) in zip(batch.indices, hyps):
-                line, k = todo[row // n], row % n
-                results[line][k] = self._translation(ids[line], hyp)
-        return results
+                hyps = STRATEGIES[strategy](self.model, src, lengths, limit, options)
+            for row, nbest in zip(batch.indices, hyps):
+                line = todo[row // copies]
+                outputs[line][row % copies] = [self._translation(ids[line], h) for h in nbest]
+        return [out if not line.strip() else [t for copy in out for t in copy] for line, out in zip(lines, outputs)]
 
     def score(self, sources: list[str], targets: list[str] | list[list[int]],
               alpha: float | None = None) -> list[tuple[float, float]]:
         """(log P(target | source), length-normalised score) of given translations, as beam
         search would score them with this alpha (default: decoding.alpha). A target is text
         or a list of subword ids (Translation.ids: exactly what the search produced)."""
-        d = self.cfg.decoding
-        alpha = d.alpha if alpha is None else alpha
+        d = self.decoding(alpha=alpha)
+        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty)
         src_ids = self.src_tok.encode(list(sources))
         tgt_ids = [t if isinstance(t, list) else self.tgt_tok.encode([t])[0] for t in targets]
         out: list[tuple[float, float]] = [(0.0, 0.0)] * len(sources)
@@ -156,8 +160,7 @@ class Translator:
             with self._autocast():
                 log_probs = sequence_log_probs(self.model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
             for row, lp in zip(batch.indices, log_probs):
-                T = len(tgt_ids[row]) + 1  # with EOS
-                out[row] = (lp, lp / length_penalty(T, alpha, d.length_penalty))
+                out[row] = (lp, options.score(lp, len(tgt_ids[row]) + 1))  # T counts EOS
         return out
 
     @property

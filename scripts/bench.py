@@ -11,7 +11,7 @@ Reports, for fp32 and each other precision asked for that runs fast here (suffix
   real training steps after `--warmup` steps (batching, forward, backward, clipping,
   optimizer step included: `Trainer.train_step`, what `nmt train` runs), with
   training.precision set to the precision (autocast);
-- mfu: the analytic matmul FLOPs of those steps (nmt/flops.py: forward counted product by
+- mfu: the analytic matmul FLOPs of those steps (scripts/flops.py: forward counted product by
   product over the padded batch as the model runs it, training = 3x forward) per second,
   divided by the precision's peak;
 - greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines, after
@@ -42,12 +42,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flops import train_step_flops  # noqa: E402 (scripts/flops.py, beside this file)
 from nmt import runtime  # noqa: E402
 from nmt.config import load_config, resolve_device  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
-from nmt.flops import train_step_flops  # noqa: E402
+from nmt.data.prepare import prepare_data  # noqa: E402
 from nmt.log import Log  # noqa: E402
-from nmt.training import Trainer, prepare_data  # noqa: E402
+from nmt.training import Trainer  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
 

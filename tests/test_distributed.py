@@ -19,9 +19,10 @@ import torch.multiprocessing as mp
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, save_config
+from nmt.data.prepare import prepare_data
 from nmt.distributed import Processes
 from nmt.log import Log
-from nmt.training import Trainer, prepare_data
+from nmt.training import Trainer
 
 from conftest import REPO_ROOT, tiny_dates_config
 

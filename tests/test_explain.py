@@ -21,13 +21,15 @@ import torch
 import yaml
 
 from nmt import analysis, tuning
-from nmt.checkpoint import checkpoint_path, save_checkpoint, write_decoding_defaults
-from nmt.config import Config, ModelConfig, config_to_dict
-from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
-from nmt.model import Seq2Seq
-from nmt.plots import attention_png, learning_curves_png, tune_png
-from nmt.search import greedy, max_lengths, sample
+from nmt.checkpoint import checkpoint_path, remember_run, save_checkpoint, write_decoding_defaults
+from nmt.config import Config, DataConfig, ModelConfig, config_to_dict
 from nmt.data.batching import make_batch
+from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
+from nmt.errors import DataError
+from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.model import build_model
+from nmt.plots import attention_png, learning_curves_png, tune_png
+from nmt.search import SearchOptions, greedy, max_lengths, sample
 from nmt.translate import Translator
 
 WORDS = ["a", "b", "c", "d", "e"]
@@ -53,7 +55,7 @@ def tiny_translator(seed: int, alpha: float = 0.0) -> Translator:
     cfg.model = ModelConfig(emb_size=8, enc_hidden_size=8, dec_hidden_size=8, attention_size=8, dropout=0.0)
     cfg.decoding.alpha, cfg.decoding.max_length_ratio, cfg.decoding.max_length_offset = alpha, 0.01, L_MAX
     torch.manual_seed(seed)
-    model = Seq2Seq(cfg.model, len(tok), len(tok))
+    model = build_model(cfg.model, len(tok), len(tok))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3.0)
@@ -141,7 +143,8 @@ def test_low_temperature_and_top_1_are_greedy():
     for kw in [dict(temperature=1e-4), dict(top_k=1)]:
         for seed in range(3):
             g = torch.Generator().manual_seed(seed)
-            got = [h[0].tokens for h in sample(tr.model, batch.src, batch.src_lengths, limit, generator=g, **kw)]
+            got = [h[0].tokens for h in sample(tr.model, batch.src, batch.src_lengths, limit,
+                                                SearchOptions(generator=g, **kw))]
             assert got == want, kw
 
 
@@ -151,7 +154,8 @@ def test_samples_follow_the_model_distribution():
     batch = make_batch([[4, 5]] * 3000, None, list(range(3000)))
     limit = torch.full((3000,), 1)
     g = torch.Generator().manual_seed(0)
-    first = [h[0].tokens[0] if h[0].tokens else EOS for h in sample(tr.model, batch.src, batch.src_lengths, limit, generator=g)]
+    samples = sample(tr.model, batch.src, batch.src_lengths, limit, SearchOptions(generator=g))
+    first = [h[0].tokens[0] if h[0].tokens else EOS for h in samples]
     with torch.no_grad():
         memory, state = tr.model.encode(batch.src[:1], batch.src_lengths[:1])
         log_probs, _, _ = tr.model.step(torch.tensor([BOS]), memory, state)
@@ -209,6 +213,53 @@ def test_cli_tune_write_then_translate_uses_it(tmp_path, nmt_cli):
     assert default.returncode == 0 and default.stdout == explicit.stdout
     override = nmt_cli("translate", "-m", run, "-i", tmp_path / "src.txt", "--beam", "1")
     assert override.stdout == "\n".join(tr.translate(sources, beam=1)) + "\n"
+
+
+def test_tune_target_checkpoint_run_dir_and_plot_path(tmp_path, monkeypatch):
+    run = save_run(tiny_translator(0), tmp_path / "run")
+    target = tuning.TuneTarget.find(run)
+    assert (target.checkpoint, target.run_dir) == (checkpoint_path(run, "best"), run)
+    assert target.plot_path() == run / "tune.png" and target.plot_path("x.png") == "x.png"
+    monkeypatch.setenv("NMT_STATE_DIR", str(tmp_path / "state"))
+    remember_run(run)
+    assert tuning.TuneTarget.find(None, write=True) == target  # the latest run
+    choice = tuning.TuneResult(3, 0.5, 10.0, 1.0, 1.0)
+    assert target.store(choice) == run / "decoding.yaml"
+    assert yaml.safe_load((run / "decoding.yaml").read_text()) == {"beam_size": 3, "alpha": 0.5}
+
+    loose = tmp_path / "loose.pt"
+    loose.write_bytes(checkpoint_path(run, "best").read_bytes())
+    outside = tuning.TuneTarget.find(loose)
+    assert outside.run_dir is None and outside.plot_path() == tmp_path / "tune.png"
+    with pytest.raises(DataError, match="--write: .*loose.pt is not inside a run directory"):
+        tuning.TuneTarget.find(loose, write=True)
+    with pytest.raises(DataError, match="not inside a run directory"):
+        outside.store(choice)
+
+
+def test_eval_data_files_or_split(tmp_path):
+    (tmp_path / "s.txt").write_text("a b\nc\n")
+    (tmp_path / "r.txt").write_text("b\nc\n")
+    (tmp_path / "short.txt").write_text("b\n")
+    data = DataConfig(src_lang="de", tgt_lang="en", dev=str(tmp_path / "dev"))
+    src, ref = str(tmp_path / "s.txt"), str(tmp_path / "r.txt")
+    assert eval_data(data, "dev", src, ref) == (["a b", "c"], ["b", "c"], src)
+    for one in ({"src": src}, {"ref": ref}):
+        with pytest.raises(DataError, match="^--src and --ref go together: give both files$"):
+            eval_data(data, "dev", **one)
+    with pytest.raises(DataError, match="s.txt has 2 lines but .*short.txt has 1: expected aligned files"):
+        eval_data(data, "dev", src, str(tmp_path / "short.txt"))
+
+    (tmp_path / "dev.de").write_text("x\n")
+    (tmp_path / "dev.en").write_text("y\n")
+    assert eval_data(data, "dev") == (["x"], ["y"], str(tmp_path / "dev"))
+    with pytest.raises(DataError, match="^data.test: the run's config names no test split; pass --src and --ref$"):
+        eval_data(data, "test")
+    with pytest.raises(DataError, match="^data.test: this config names no test split to evaluate$"):
+        eval_data(data, "test", missing=NO_SPLIT_TO_EVALUATE)
+    # the prefixes from one config (nmt evaluate CONFIG), the languages from the run's
+    other = DataConfig(src_lang="xx", tgt_lang="yy", test=str(tmp_path / "dev"))
+    assert eval_data(data, "test", splits=other) == (["x"], ["y"], str(tmp_path / "dev"))
 
 
 def test_bad_stored_defaults_are_a_one_line_error(tmp_path, nmt_cli, one_line_error):

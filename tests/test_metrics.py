@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from nmt.errors import DataError
+from nmt.evaluate import score
 from nmt.metrics import (
+    BleuReport,
+    ChrfReport,
     bleu,
     check_aligned,
-    cli_json,
+    chrf,
     format_report,
     json_report,
     read_lines,
@@ -109,7 +112,7 @@ def test_json_matches_cli(corpus: dict[str, Path], refs: list[str]) -> None:
     result = score_files(corpus["hyp"], ref_paths, chrf=True, ter=True)
     for width in (1, 4):  # 1 is the CLI default
         cli = json.loads(sacrebleu_cli(ref_paths, corpus["hyp"], "-f", "json", "-w", str(width)))
-        ours = [cli_json(result[k], width) for k in ("bleu", "chrf", "ter")]
+        ours = [result[k].cli_json(width) for k in ("bleu", "chrf", "ter")]
         assert ours == cli  # same name, rounded score, signature, verbose part, fields
         full = json_report(result, width)
         for key, c in zip(("bleu", "chrf", "ter"), cli):
@@ -134,7 +137,9 @@ def test_text_matches_cli(corpus: dict[str, Path], refs: list[str]) -> None:
 
 def test_bleu_pieces_add_up(corpus: dict[str, Path]) -> None:
     for refs in REF_SETS.values():
-        b = score_files(corpus["hyp"], [corpus[r] for r in refs])["bleu"]
+        report = score_files(corpus["hyp"], [corpus[r] for r in refs])["bleu"]
+        b = report.sacrebleu  # sacrebleu's BLEUScore, the numbers the report prints
+        assert report.score == b.score
         assert len(b.precisions) == len(b.counts) == len(b.totals) == 4
         assert all(c > 0 for c in b.counts)  # so no smoothing is involved
         for p, c, t in zip(b.precisions, b.counts, b.totals):
@@ -149,9 +154,20 @@ def test_bleu_pieces_add_up(corpus: dict[str, Path]) -> None:
 
 def test_zero_precision_report_does_not_crash() -> None:
     b = bleu(["a b c d e", "x y"], [["a b z d e", "x y"]])
-    assert b.counts[3] == 0
+    assert b.sacrebleu.counts[3] == 0
     text = format_report({"bleu": b})
     assert "exp-smoothed" in text
+
+
+def test_evaluate_scores_keep_the_metric_reports() -> None:
+    hyps, refs = ["a b c d e", "x y"], ["a b z d e", "x y "]
+    s = score(hyps, refs)
+    b, c = bleu(hyps, [refs]), chrf(hyps, [refs])
+    assert isinstance(s.bleu_report, BleuReport) and isinstance(s.chrf_report, ChrfReport)
+    assert (s.bleu, s.bleu_signature) == (b.score, b.signature)
+    assert (s.chrf, s.chrf_signature) == (c.score, c.signature)
+    assert s.accuracy == 0.5  # whitespace-trimmed equality
+    assert s.line() == f"BLEU {b.score:.2f}  chrF {c.score:.2f}  exact match 50.00%"
 
 
 def test_line_count_mismatch_names_both_files(corpus: dict[str, Path], tmp_path: Path) -> None:
@@ -173,9 +189,10 @@ def test_gz_hypothesis(corpus: dict[str, Path]) -> None:
     assert read_lines(corpus["hyp_gz"]) == read_lines(corpus["hyp"])
     plain = score_files(corpus["hyp"], refs, ter=True)
     gz = score_files(corpus["hyp_gz"], refs, ter=True)
-    assert gz["bleu"] == plain["bleu"] and gz["ter"] == plain["ter"]
+    for key in ("bleu", "ter"):
+        assert json_report(gz)[key] == json_report(plain)[key]
     cli = json.loads(sacrebleu_cli(refs, corpus["hyp_gz"], "-f", "json", metrics=("bleu",)))
-    assert cli_json(gz["bleu"]) == cli
+    assert gz["bleu"].cli_json() == cli
 
 
 def test_read_lines(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@ teacher forcing and step-by-step search, tied embeddings, gradients. Tiny random
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import typing
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch.nn.functional as F
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
-from nmt.model import Seq2Seq
+from nmt.model import ENCODERS, Seq2Seq, build_model
 
 ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
 RNN_TYPES = ["lstm", "gru", "rnn"]
@@ -30,7 +32,7 @@ def tiny_model(seed: int = 0, rnn_type: str = "lstm", attention: str = "bahdanau
     kw = dict(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8,
               attention_size=8, dropout=0.0)
     kw.update(overrides)
-    return Seq2Seq(ModelConfig(**kw), src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
+    return build_model(ModelConfig(**kw), src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
 
 
 VARIANTS = [
@@ -93,15 +95,17 @@ def test_encoder_final_state_is_last_forward_and_first_backward_output(rnn_type,
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("rnn_type", RNN_TYPES)
 def test_encoder_equals_torch_packed_bidirectional_rnn(rnn_type, layers):
-    """Reversing within each length gives what torch's packed bidirectional RNN gives (the
-    encoder of nmt 0.1, whose checkpoints still load)."""
+    """Reversing within each length gives what torch's packed bidirectional RNN gives, with the
+    same weights (torch's `weight_ih_l1_reverse` is our `backward_rnns.1.weight_ih_l0`)."""
     model = tiny_model(13, rnn_type, enc_layers=layers)
     enc = model.encoder
     packed_rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[rnn_type](
         8, enc.hidden_size, layers, batch_first=True, bidirectional=True)
-    old_layout = {"encoder.rnn." + k: v for k, v in packed_rnn.state_dict().items()}
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    model.load_state_dict({**state, **old_layout})  # strict: every key maps to one of ours
+    ours = {}
+    for name, value in packed_rnn.state_dict().items():
+        weight, layer = name.removesuffix("_reverse").rsplit("_l", 1)
+        ours[f"{'backward' if name.endswith('_reverse') else 'forward'}_rnns.{layer}.{weight}_l0"] = value
+    enc.load_state_dict(ours)  # strict: every weight of ours comes from the packed RNN
     with torch.no_grad():
         batch = make_batch(SRC, None, list(range(len(SRC))))
         emb = model.src_embed(batch.src)
@@ -316,3 +320,42 @@ def test_gradient_matches_finite_differences(rnn_type, attention):
             down = loss()
             p.add_(eps * d)
         assert float((gr * d).sum()) == pytest.approx(float((up - down) / (2 * eps)), rel=1e-4, abs=1e-8), name
+
+
+# --- the textbook forms beside the fast ones (model.textbook) ------------------------------------
+
+def textbook_twin(model: Seq2Seq, cfg: ModelConfig, src_vocab: int = V, tgt_vocab: int = V) -> Seq2Seq:
+    """The same weights in a model built with model.textbook: true."""
+    twin = build_model(dataclasses.replace(cfg, textbook=True), src_vocab, tgt_vocab).to(next(model.parameters()).dtype)
+    twin.load_state_dict(model.state_dict())  # strict: the same parameters by the same names
+    return twin.eval()
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
+def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attention, variant):
+    """torch's own cells over [E y; ã], tanh attention and W_c [s; c], against the hoisted,
+    fused, sigmoid-form decoder: teacher forcing and step-by-step search, in float64."""
+    model = tiny_model(12, rnn_type, attention, **variant).double()
+    enc = 4 if attention == "luong_dot" else 8
+    cfg = ModelConfig(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8,
+                      attention_size=8, dropout=0.0, **variant)
+    twin = textbook_twin(model, cfg)
+    assert twin.textbook and type(twin.decoder).__name__ == "TextbookDecoder"
+    batch = make_batch(SRC, TGT, list(range(len(SRC))))
+    with torch.no_grad():
+        torch.testing.assert_close(twin(batch.src, batch.src_lengths, batch.tgt_in),
+                                   model(batch.src, batch.src_lengths, batch.tgt_in), atol=1e-10, rtol=0)
+        memory_f, state_f = model.encode(batch.src, batch.src_lengths)
+        memory_s, state_s = twin.encode(batch.src, batch.src_lengths)
+        for t in range(batch.tgt_in.size(1)):
+            log_probs_f, state_f, weights_f = model.step(batch.tgt_in[:, t], memory_f, state_f)
+            log_probs_s, state_s, weights_s = twin.step(batch.tgt_in[:, t], memory_s, state_s)
+            torch.testing.assert_close(log_probs_s, log_probs_f, atol=1e-10, rtol=0)
+            torch.testing.assert_close(weights_s, weights_f, atol=1e-10, rtol=0)
+
+
+def test_every_encoder_the_config_names_is_in_the_table():
+    """model.encoder's choices (nmt/config.py) and nmt.model.seq2seq.ENCODERS name the same encoders."""
+    choices = typing.get_args(typing.get_type_hints(ModelConfig)["encoder"])
+    assert set(choices) == set(ENCODERS) and "birnn" in choices

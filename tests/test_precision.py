@@ -13,9 +13,10 @@ import nmt
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config
 from nmt.data.batching import make_batch
+from nmt.data.prepare import prepare_data
 from nmt.errors import ConfigError
 from nmt.log import Log
-from nmt.training import Trainer, prepare_data
+from nmt.training import Trainer
 
 from conftest import tiny_dates_config
 

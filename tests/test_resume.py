@@ -161,3 +161,29 @@ def test_a_checkpoint_without_resume_state_is_a_clear_error(tmp_path):
     torch.save(state, run / "checkpoints" / "last.pt")
     with pytest.raises(CheckpointError, match="could not resume runs"):
         nmt.train(tiny_config(tmp_path, "run", max_steps=4), resume=True)
+
+
+def test_a_run_of_an_older_nmt_resumes_with_the_defaults_of_keys_added_since(tmp_path):
+    """A config key added after a run was written (model.encoder, model.textbook) takes its
+    default when the run resumes; the checkpoint's "progress" keeps the keys every version wrote."""
+    run = nmt.train(tiny_config(tmp_path, "run", max_steps=2))
+    state = last(run)
+    assert list(state["progress"]) == ["step", "epoch", "best", "bad_validations", "batches_done", "last_valid",
+                                       "best_saved", "scores", "seconds"]
+    for key in ("encoder", "textbook"):
+        state["config"]["model"].pop(key, None)
+    torch.save(state, run / "checkpoints" / "last.pt")
+    nmt.train(tiny_config(tmp_path, "run", max_steps=4), resume=True)
+    assert last(run)["progress"]["step"] == 4
+
+
+def test_resume_may_switch_model_textbook_but_no_other_model_key(tmp_path):
+    from nmt.run import _check_same_training
+
+    cfg = tiny_config(tmp_path, "run")
+    stored = config_to_dict(cfg)
+    cfg.model.textbook = not cfg.model.textbook  # the same computation, another implementation
+    _check_same_training(cfg, stored, tmp_path / "last.pt")
+    cfg.model.dropout = 0.5
+    with pytest.raises(ConfigError, match=r"model\.dropout: .* trained with 0\.3, this config says 0\.5"):
+        _check_same_training(cfg, stored, tmp_path / "last.pt")

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
-from nmt.model import Seq2Seq
-from nmt.search import beam_search, greedy, length_penalty, max_lengths
+from nmt.model import Seq2Seq, build_model
+from nmt.search import SearchOptions, beam_search, greedy, length_penalty, max_lengths
 
 ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
 RNN_TYPES = ["lstm", "gru", "rnn"]
@@ -37,7 +37,7 @@ def tiny_model(seed: int, V: int = 7, rnn_type: str = "lstm", attention: str = "
     enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
     cfg = ModelConfig(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc,
                       dec_hidden_size=8, attention_size=8, dropout=0.0, **overrides)
-    model = Seq2Seq(cfg, src_vocab_size=V, tgt_vocab_size=V).eval()
+    model = build_model(cfg, src_vocab_size=V, tgt_vocab_size=V).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(all_scale)
@@ -110,17 +110,17 @@ def test_teacher_forced_logits_ignore_ids_at_padded_source_positions(rnn_type, a
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
 def test_greedy_ignores_ids_at_padded_source_positions(rnn_type, attention):
     model, batch, noisy, limit = _padding_case(rnn_type, attention)
-    clean = greedy(model, batch.src, batch.src_lengths, limit, return_attention=True)
-    dirty = greedy(model, noisy, batch.src_lengths, limit, return_attention=True)
+    clean = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
+    dirty = greedy(model, noisy, batch.src_lengths, limit, SearchOptions(attention=True))
     assert_same_hyps(dirty, clean)
 
 
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
 def test_beam_search_ignores_ids_at_padded_source_positions(rnn_type, attention):
     model, batch, noisy, limit = _padding_case(rnn_type, attention)
-    kw = dict(beam_size=3, alpha=0.6, n_best=3, return_attention=True)
-    clean = beam_search(model, batch.src, batch.src_lengths, limit, **kw)
-    dirty = beam_search(model, noisy, batch.src_lengths, limit, **kw)
+    kw = SearchOptions(beam_size=3, alpha=0.6, n_best=3, attention=True)
+    clean = beam_search(model, batch.src, batch.src_lengths, limit, kw)
+    dirty = beam_search(model, noisy, batch.src_lengths, limit, kw)
     assert_same_hyps(dirty, clean)
 
 
@@ -134,9 +134,9 @@ def test_sentence_alone_equals_sentence_in_padded_batch(rnn_type, attention):
     limit = max_lengths(batch.src_lengths, 1.5, 2)  # differs per sentence: they leave the beam at different steps
     with torch.no_grad():
         logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-    beam_kw = dict(beam_size=3, alpha=0.6, n_best=3, return_attention=True)
-    g_batch = greedy(model, batch.src, batch.src_lengths, limit, return_attention=True)
-    b_batch = beam_search(model, batch.src, batch.src_lengths, limit, **beam_kw)
+    beam_kw = SearchOptions(beam_size=3, alpha=0.6, n_best=3, attention=True)
+    g_batch = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
+    b_batch = beam_search(model, batch.src, batch.src_lengths, limit, beam_kw)
     for i, (s, t) in enumerate(zip(srcs, tgts)):
         one = make_batch([s], [t], [0])
         assert one.src.size(1) < batch.src.size(1) or i == 0  # the batch really pads it (but the longest)
@@ -144,9 +144,9 @@ def test_sentence_alone_equals_sentence_in_padded_batch(rnn_type, attention):
             alone = model(one.src, one.src_lengths, one.tgt_in)
         T = one.tgt_in.size(1)
         torch.testing.assert_close(logits[i, :T], alone[0], atol=1e-5, rtol=0)
-        assert_same_hyps(greedy(model, one.src, one.src_lengths, limit[i : i + 1], return_attention=True),
+        assert_same_hyps(greedy(model, one.src, one.src_lengths, limit[i : i + 1], SearchOptions(attention=True)),
                          [g_batch[i]])
-        assert_same_hyps(beam_search(model, one.src, one.src_lengths, limit[i : i + 1], **beam_kw),
+        assert_same_hyps(beam_search(model, one.src, one.src_lengths, limit[i : i + 1], beam_kw),
                          [b_batch[i]])
 
 
@@ -190,8 +190,7 @@ def test_beam_search_equals_exhaustive_search(seed, alpha, kind):
     score, same n-best order, and every output's log-prob is the model's. Outputs of exactly
     L tokens end with the EOS the search forces, which the model scores like any other EOS."""
     model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=K_EX, alpha=alpha,
-                       kind=kind, n_best=K_EX)
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX))
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = exhaustive(model, src, alpha, kind)
         assert nbest[0].tokens == exact[0][0]
@@ -212,8 +211,7 @@ def test_beam_search_finds_every_output_and_ranks_them_exactly(seed, alpha, kind
     K >= all prefixes beam search returns every output once, sorted by score, and the outputs
     shorter than max_len come with their exact log-prob and score, in exact order."""
     model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=K_EX, alpha=alpha,
-                       kind=kind, n_best=K_EX)
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX))
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = [e for e in exhaustive(model, src, alpha, kind) if len(e[0]) < L_EX]
         assert sorted(h.tokens for h in nbest) == sorted(all_outputs(V_EX, L_EX))
@@ -284,7 +282,7 @@ def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
     srcs = random_sources(32, V, [4, 1, 6, 0, 3])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = torch.full((len(srcs),), 30)  # never reached: the stopping rule ends every search
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=K, alpha=alpha, kind=kind, n_best=K)
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=K))
     steps = []
     for src, nbest in zip(srcs, hyps):
         ref, t = reference_beam(model, src, 30, K, alpha, kind)
@@ -308,9 +306,9 @@ def test_beam_size_one_equals_greedy(seed, rnn_type, attention, alpha):
     srcs = random_sources(100 + seed, V, [6, 1, 0, 3, 9, 2, 4])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = max_lengths(batch.src_lengths, 1.0, 3)
-    g = greedy(model, batch.src, batch.src_lengths, limit, return_attention=True)
-    b = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=1, alpha=alpha, return_attention=True)
-    g = greedy(model, batch.src, batch.src_lengths, limit, alpha=alpha, return_attention=True)
+    g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
+    b = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=1, alpha=alpha, attention=True))
+    g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(alpha=alpha, attention=True))
     assert_same_hyps(b, g)
     assert len({len(h[0].tokens) for h in g}) > 1  # varied outputs, some natural EOS, some cut
 
@@ -328,8 +326,8 @@ def test_nbest_sorted_and_scored_with_the_length_penalty(alpha, kind):
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = max_lengths(batch.src_lengths, 1.5, 3)
     K, n_best = 5, 4
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=K, alpha=alpha, kind=kind, n_best=n_best)
-    g = greedy(model, batch.src, batch.src_lengths, limit, alpha=alpha, kind=kind)
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=n_best))
+    g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(alpha=alpha, length_penalty=kind))
     assert len(hyps) == len(SRC4)
     for i, nbest in enumerate(hyps):
         assert len(nbest) == n_best
@@ -358,7 +356,7 @@ def test_beam_is_never_worse_than_greedy_with_alpha_zero(seed, K):
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = max_lengths(batch.src_lengths, 1.0, 2)
     g = greedy(model, batch.src, batch.src_lengths, limit)
-    b = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=K, alpha=0.0)
+    b = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K, alpha=0.0))
     for gh, bh in zip(g, b):
         assert bh[0].log_prob >= gh[0].log_prob - 1e-6
 
@@ -370,10 +368,9 @@ def test_returned_attention_shapes_and_rows(attention):
     model = tiny_model(8, V4, "lstm", attention, out_scale=2.0)
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = max_lengths(batch.src_lengths, 1.5, 2)
-    g = greedy(model, batch.src, batch.src_lengths, limit, return_attention=True)
-    b1 = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=1, alpha=0.0, return_attention=True)
-    bk = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=4, alpha=0.6, n_best=3,
-                     return_attention=True)
+    g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
+    b1 = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=1, alpha=0.0, attention=True))
+    bk = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=4, alpha=0.6, n_best=3, attention=True))
     for i, src in enumerate(SRC4):
         S = len(src) + 1  # with EOS
         for h in g[i] + b1[i] + bk[i]:
@@ -424,9 +421,8 @@ def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
         model.output.bias[EOS] = -1e9
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = torch.tensor([3, 1, 0, 2, 5])
-    g = greedy(model, batch.src, batch.src_lengths, limit, return_attention=True)
-    b = beam_search(model, batch.src, batch.src_lengths, limit, beam_size=3, alpha=0.6, n_best=2,
-                    return_attention=True)
+    g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
+    b = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=3, alpha=0.6, n_best=2, attention=True))
     for i in range(len(SRC4)):
         n = int(limit[i])
         for h in g[i] + b[i]:
@@ -437,5 +433,5 @@ def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
     # the default limit from max_lengths is respected the same way
     limit = max_lengths(batch.src_lengths, 1.2, 1)
     for hyps in (greedy(model, batch.src, batch.src_lengths, limit),
-                 beam_search(model, batch.src, batch.src_lengths, limit, beam_size=2)):
+                 beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=2, alpha=1.0))):
         assert [len(h[0].tokens) for h in hyps] == limit.tolist()

@@ -9,7 +9,7 @@ import yaml
 import nmt
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, TrainingConfig, config_from_dict, reference_yaml
-from nmt.training import LRSchedule
+from nmt.schedule import LRSchedule
 
 from conftest import tiny_dates_config
 

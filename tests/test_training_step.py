@@ -12,6 +12,8 @@ gradient must agree within 1e-5 in float32.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from nmt.data.batching import make_batch
 from nmt.data.tokenizer import PAD
 from nmt import loss as loss_module
 from nmt.loss import output_loss
-from nmt.model import Seq2Seq
+from nmt.model import Seq2Seq, build_model
 from nmt.training import training_loss
 
 SRC_V, TGT_V = 29, 23
@@ -94,7 +96,7 @@ def random_batch(seed: int, n: int = 6):
 def test_optimised_step_matches_the_textbook_model(seed, smoothing):
     torch.manual_seed(seed)
     cfg = ModelConfig(emb_size=16, enc_hidden_size=12, dec_hidden_size=14, attention_size=10, dropout=0.0)
-    model = Seq2Seq(cfg, SRC_V, TGT_V)  # the reference architecture: LSTM, Bahdanau, feeding, bridge
+    model = build_model(cfg, SRC_V, TGT_V)  # the reference architecture: LSTM, Bahdanau, feeding, bridge
     with torch.no_grad():  # larger weights than the default init: sharp attention, saturating gates
         for p in model.parameters():
             p.uniform_(-0.6, 0.6)
@@ -113,6 +115,28 @@ def test_optimised_step_matches_the_textbook_model(seed, smoothing):
             continue
         assert got.abs().sum() > 0, name  # every parameter takes part
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_textbook_switch_trains_the_same_model(rnn_type, smoothing):
+    """model.textbook: true (torch's cells step by step, tanh attention, F.cross_entropy on the
+    whole logits) gives the fast path's loss and gradients, parameter by parameter."""
+    cfg = ModelConfig(rnn_type=rnn_type, emb_size=16, enc_hidden_size=12, dec_hidden_size=14, attention_size=10,
+                      dropout=0.0, dec_layers=2)
+    torch.manual_seed(5)
+    fast = build_model(cfg, SRC_V, TGT_V)
+    textbook = build_model(dataclasses.replace(cfg, textbook=True), SRC_V, TGT_V)
+    textbook.load_state_dict(fast.state_dict())
+    batch = random_batch(4)
+    losses, grads = [], []
+    for model in (fast, textbook):
+        loss = training_loss(model, batch, smoothing)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, list(model.parameters())))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for (name, _), got, want in zip(fast.named_parameters(), grads[1], grads[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

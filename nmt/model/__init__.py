@@ -1,5 +1,5 @@
 """The attention model, read in this order: encoder, attention, decoder, seq2seq."""
 
-from nmt.model.seq2seq import Seq2Seq
+from nmt.model.seq2seq import ENCODERS, Seq2Seq, build_model
 
-__all__ = ["Seq2Seq"]
+__all__ = ["ENCODERS", "Seq2Seq", "build_model"]

@@ -26,8 +26,9 @@ class BahdanauAttention(nn.Module):
 
     Computed as e'_tj = 2 v^T sigmoid(2 (W s_t + U h_j)), which is e_tj + sum(v), because
     tanh(x) = 2 sigmoid(2x) - 1. The softmax over j ignores a constant, so the weights are the
-    same, and sigmoid is 3x faster than tanh on the CPU (this runs over a (B, S, A) tensor at
-    every decoder step: the largest elementwise cost of the model).
+    same, and sigmoid is cheaper than tanh on the CPU (this runs over a (B, S, A) tensor at
+    every decoder step: the largest elementwise cost of the model). `TextbookBahdanauAttention`
+    computes the tanh form itself.
     """
 
     def __init__(self, query_size: int, key_size: int, attention_size: int):
@@ -44,6 +45,18 @@ class BahdanauAttention(nn.Module):
         """query s_t: (B, Hd); keys: (B, S, A). Returns context (B, 2H), weights (B, S)."""
         hidden = torch.sigmoid(torch.add(keys, self.W(query).unsqueeze(1), alpha=2))  # (B, S, A)
         scores = 2 * self.v(hidden).squeeze(2)  # (B, S)
+        return attend(scores, src_mask, enc_out)
+
+
+class TextbookBahdanauAttention(BahdanauAttention):
+    """The same parameters and weights, scored as written: e_tj = v^T tanh(W s_t + U h_j)."""
+
+    def keys(self, enc_out: torch.Tensor) -> torch.Tensor:
+        """U h_j: (B, S, 2H) -> (B, S, A)."""
+        return self.U(enc_out)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
+        scores = self.v(torch.tanh(self.W(query).unsqueeze(1) + keys)).squeeze(2)  # (B, S)
         return attend(scores, src_mask, enc_out)
 
 
@@ -64,8 +77,10 @@ class LuongAttention(nn.Module):
         return attend(scores, src_mask, enc_out)
 
 
-def make_attention(kind: str, query_size: int, key_size: int, attention_size: int) -> nn.Module:
-    """`bahdanau`, `luong_dot` or `luong_general`."""
+def make_attention(kind: str, query_size: int, key_size: int, attention_size: int,
+                   textbook: bool = False) -> nn.Module:
+    """`bahdanau`, `luong_dot` or `luong_general` (textbook: bahdanau in its tanh form)."""
     if kind == "bahdanau":
-        return BahdanauAttention(query_size, key_size, attention_size)
+        cls = TextbookBahdanauAttention if textbook else BahdanauAttention
+        return cls(query_size, key_size, attention_size)
     return LuongAttention(query_size, key_size, kind.removeprefix("luong_"))

@@ -57,6 +57,11 @@ class DecoderState:
 
 
 class Decoder(nn.Module):
+    """The decoder of the module docstring, computed the fast way (see `TextbookDecoder` for the
+    same computation written as the equations read)."""
+
+    textbook = False
+
     def __init__(self, rnn_type: str, emb_size: int, hidden_size: int, num_layers: int, enc_size: int,
                  attention: str, attention_size: int, input_feeding: bool, bridge: bool, dropout: float):
         super().__init__()
@@ -68,20 +73,26 @@ class Decoder(nn.Module):
         self.w_hh = nn.Linear(hidden_size, gates, bias=rnn_type == "gru")
         self.upper = nn.ModuleList(CELLS[rnn_type](hidden_size, hidden_size) for _ in range(num_layers - 1))
         self.bridge = nn.Linear(enc_size, num_layers * hidden_size) if bridge else None
-        self.attention = make_attention(attention, hidden_size, enc_size, attention_size)
+        self.attention = make_attention(attention, hidden_size, enc_size, attention_size, self.textbook)
         # W_c [s; c] = W_cs s + W_cc c: two products instead of a concatenation and one product
         self.w_cs = nn.Linear(hidden_size, hidden_size, bias=False)
         self.w_cc = nn.Linear(enc_size, hidden_size, bias=False)
         self.dropout = nn.Dropout(dropout)
 
-    def init_state(self, enc_final: torch.Tensor) -> DecoderState:
-        """s_0 = tanh(W_b [h_S(forward); h_1(backward)]) per layer (zeros without bridge); c_0 = 0."""
-        B, H = enc_final.size(0), self.hidden_size
-        zeros = enc_final.new_zeros(B, H)
-        if self.bridge is None:
+    def memory(self, enc_out: torch.Tensor, src_mask: torch.Tensor) -> Memory:
+        """What the decoder reads at every step: the encoder states (B, S, D), their attention
+        keys (computed here, once per batch) and the mask (B, S)."""
+        return Memory(enc_out, self.attention.keys(enc_out), src_mask)
+
+    def init_state(self, summary: torch.Tensor | None, memory: Memory) -> DecoderState:
+        """s_0 = tanh(W_b summary) per layer, the summary being the encoder's [h→_S; h←_1]
+        (zeros without bridge, or when the encoder gives no summary); c_0 = 0, ã_0 = 0."""
+        B, H = memory.enc_out.size(0), self.hidden_size
+        zeros = memory.enc_out.new_zeros(B, H)
+        if self.bridge is None or summary is None:
             h = (zeros,) * self.num_layers
         else:
-            h = tuple(torch.tanh(self.bridge(enc_final)).split(H, dim=-1))
+            h = tuple(torch.tanh(self.bridge(summary)).split(H, dim=-1))
         c = (zeros,) * self.num_layers if self.rnn_type == "lstm" else None
         return DecoderState(h, c, zeros)
 
@@ -105,7 +116,13 @@ class Decoder(nn.Module):
         Returns ã_t: (B, Hd), the new state, and the attention weights a_t: (B, S).
         """
         x = x_emb if self.w_feed is None else torch.addmm(x_emb, state.att, self.w_feed.weight.t())
-        h, c = self._first_layer(x, state.h[0], None if state.c is None else state.c[0])
+        first = self._first_layer(x, state.h[0], None if state.c is None else state.c[0])
+        return self._attend(first, memory, state)
+
+    def _attend(self, first: tuple, memory: Memory, state: DecoderState):
+        """The rest of a step from layer 1's new (h, c): layers 2..L (torch's cells), attention
+        with the top layer's s_t, and ã_t. Returns ã_t, the new state, the weights a_t (B, S)."""
+        h, c = first
         hs, cs = [h], [c]
         for layer, cell in enumerate(self.upper, start=1):
             if state.c is None:
@@ -115,8 +132,12 @@ class Decoder(nn.Module):
             hs.append(h)
             cs.append(c)
         context, weights = self.attention(h, memory.keys, memory.enc_out, memory.src_mask)
-        att = self.dropout(torch.tanh(torch.addmm(self.w_cs(h), context, self.w_cc.weight.t())))
+        att = self.dropout(self._attentional(h, context))
         return att, DecoderState(tuple(hs), None if state.c is None else tuple(cs), att), weights
+
+    def _attentional(self, s: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """ã_t = tanh(W_cs s_t + W_cc c_t): (B, Hd)."""
+        return torch.tanh(torch.addmm(self.w_cs(s), context, self.w_cc.weight.t()))
 
     def forward(self, tgt_emb: torch.Tensor, memory: Memory, state: DecoderState) -> torch.Tensor:
         """Teacher forcing: tgt_emb (B, T, E) -> attentional vectors ã_1..ã_T: (B, T, Hd)."""
@@ -130,3 +151,38 @@ class Decoder(nn.Module):
     def step(self, emb: torch.Tensor, memory: Memory, state: DecoderState):
         """Search: one step from the previous token's embedding (B, E). See `_step`."""
         return self._step(self.w_emb(emb), memory, state)
+
+
+class TextbookDecoder(Decoder):
+    """The same decoder, with the same parameters, computed as the equations read: layer 1 is
+    torch's own cell (nn.LSTMCell, GRUCell or RNNCell) over the concatenated input
+    [E y_{t-1}; ã_{t-1}] with W_ih = [W_e W_a], every step on its own; attention in its tanh
+    form; W_c applied to [s_t; c_t]. Slower; `model.textbook: true` selects it, and the tests
+    check that both decoders compute the same."""
+
+    textbook = True
+
+    def forward(self, tgt_emb: torch.Tensor, memory: Memory, state: DecoderState) -> torch.Tensor:
+        """Teacher forcing: tgt_emb (B, T, E) -> ã_1..ã_T: (B, T, Hd), one `step` at a time."""
+        outputs = []
+        for e_t in tgt_emb.unbind(1):
+            att, state, _ = self.step(e_t, memory, state)
+            outputs.append(att)
+        return torch.stack(outputs, dim=1)
+
+    def step(self, emb: torch.Tensor, memory: Memory, state: DecoderState):
+        """One step from the previous token's embedding E y_{t-1}: (B, E). Returns ã_t (B, Hd),
+        the new state and the attention weights (B, S)."""
+        x = emb if self.w_feed is None else torch.cat([emb, state.att], dim=1)  # [E y_{t-1}; ã_{t-1}]
+        cell = CELLS[self.rnn_type](x.size(1), self.hidden_size, device="meta")  # shape only: weights below
+        b_hh = self.w_hh.bias if self.w_hh.bias is not None else torch.zeros_like(self.w_emb.bias)
+        w_ih = self.w_emb.weight if self.w_feed is None else torch.cat([self.w_emb.weight, self.w_feed.weight], dim=1)
+        weights = {"weight_ih": w_ih, "bias_ih": self.w_emb.bias, "weight_hh": self.w_hh.weight, "bias_hh": b_hh}
+        hx = state.h[0] if state.c is None else (state.h[0], state.c[0])
+        out = torch.func.functional_call(cell, weights, (x, hx))
+        return self._attend(out if state.c is not None else (out, None), memory, state)
+
+    def _attentional(self, s: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """ã_t = tanh(W_c [s_t; c_t])."""
+        w_c = torch.cat([self.w_cs.weight, self.w_cc.weight], dim=1)
+        return torch.tanh(torch.cat([s, context], dim=1) @ w_c.t())

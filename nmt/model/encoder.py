@@ -1,4 +1,11 @@
-"""Bidirectional RNN encoder: h_j = [h→_j; h←_j].
+"""Encoders, and the bidirectional RNN encoder: h_j = [h→_j; h←_j].
+
+Every encoder keeps one contract (`Encoder`), so the decoder and search never depend on which
+one a model has: embedded source (B, S, E) and lengths (B,) in; states (B, S, D), zero at
+padding, and a summary (B, D) for the decoder's initial state (or None) out. A new encoder
+is one class with that `forward` and an `output_size`, and one entry in
+`nmt.model.seq2seq.ENCODERS`.
+
 
 One RNN reads the source left to right, another right to left, layer by layer. Batches are
 padded on the right, and padding must never enter a sentence's states:
@@ -9,10 +16,12 @@ padded on the right, and padding must never enter a sentence's states:
   padding), so there too padding comes last; its outputs are put back in source order.
 
 This gives exactly what `pack_padded_sequence` gives, with torch's fused whole-sequence RNN
-kernels instead of its per-time-step packed path (2x slower on the CPU, and no bf16).
+kernels instead of its per-time-step packed path (slower on the CPU, and no bf16).
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -32,7 +41,20 @@ def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.size(2)))
 
 
-class Encoder(nn.Module):
+class Encoder(Protocol):
+    """What every encoder is: an nn.Module with this forward and an output size D."""
+
+    output_size: int
+
+    def __call__(self, src_emb: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """src_emb (B, S, E), src_lengths (B,) long -> states (B, S, D), zero at padded
+        positions, and a summary of the sentence (B, D) or None."""
+        ...
+
+
+class BiRNNEncoder(nn.Module):
+    """One RNN per direction and layer (LSTM, GRU or vanilla RNN); D = 2H."""
+
     def __init__(self, rnn_type: str, emb_size: int, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
         rnn = RNN_CLASSES[rnn_type]
@@ -62,13 +84,3 @@ class Encoder(nn.Module):
         H = self.hidden_size
         final = torch.cat([x[torch.arange(B, device=x.device), lengths - 1, :H], x[:, 0, H:]], dim=1)
         return x, final
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Also reads checkpoints of nmt 0.1, whose encoder was one bidirectional torch RNN
-        (`rnn.weight_ih_l1_reverse` is `backward_rnns.1.weight_ih_l0` here)."""
-        for key in [k for k in state_dict if k.startswith(prefix + "rnn.")]:
-            name = key[len(prefix) + len("rnn."):]
-            direction = "backward_rnns" if name.endswith("_reverse") else "forward_rnns"
-            weight, layer = name.removesuffix("_reverse").rsplit("_l", 1)
-            state_dict[f"{prefix}{direction}.{layer}.{weight}_l0"] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

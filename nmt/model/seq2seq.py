@@ -1,6 +1,8 @@
-"""The whole model: embeddings, encoder, decoder with attention, output layer."""
+"""The whole model: embeddings, encoder, decoder with attention, output layer; `build_model`."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -8,43 +10,55 @@ from torch import nn
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import PAD
-from nmt.model.decoder import Decoder, DecoderState, Memory
-from nmt.model.encoder import Encoder
+from nmt.loss import output_loss, plain_output_loss
+from nmt.model.decoder import Decoder, DecoderState, Memory, TextbookDecoder
+from nmt.model.encoder import BiRNNEncoder, Encoder
+
+# model.encoder -> the encoder it names (see the contract in nmt.model.encoder)
+ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {
+    "birnn": lambda m: BiRNNEncoder(m.rnn_type, m.emb_size, m.enc_hidden_size, m.enc_layers, m.dropout),
+}
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder with attention. Training calls `forward`; search calls `encode` then `step`."""
+    """Encoder-decoder with attention.
 
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+    Training calls `features` and `output_loss`; search calls `encode`, then `step` once per
+    output token, and `select` to keep, repeat or reorder rows (the `nmt.search.SearchModel`
+    protocol)."""
+
+    def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, encoder: Encoder, decoder: Decoder,
+                 output: nn.Linear, dropout: float, textbook: bool = False):
         super().__init__()
-        self.src_embed = nn.Embedding(src_vocab_size, cfg.emb_size, padding_idx=PAD)
-        self.tgt_embed = nn.Embedding(tgt_vocab_size, cfg.emb_size, padding_idx=PAD)
-        self.encoder = Encoder(cfg.rnn_type, cfg.emb_size, cfg.enc_hidden_size, cfg.enc_layers, cfg.dropout)
-        self.decoder = Decoder(
-            cfg.rnn_type, cfg.emb_size, cfg.dec_hidden_size, cfg.dec_layers, self.encoder.output_size,
-            cfg.attention, cfg.attention_size, cfg.input_feeding, cfg.bridge, cfg.dropout,
-        )
-        self.output = nn.Linear(cfg.dec_hidden_size, tgt_vocab_size)  # W_o
-        if cfg.tie_embeddings:
-            self.output.weight = self.tgt_embed.weight
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.src_embed, self.tgt_embed = src_embed, tgt_embed
+        self.encoder, self.decoder = encoder, decoder
+        self.output = output  # W_o
+        self.dropout = nn.Dropout(dropout)  # on the embeddings
+        self.textbook = textbook
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src: (B, S) long, src_lengths: (B,). Returns the decoder's memory and initial state."""
-        enc_out, final = self.encoder(self.dropout(self.src_embed(src)), src_lengths)
+        states, summary = self.encoder(self.dropout(self.src_embed(src)), src_lengths)
         src_mask = torch.arange(src.size(1), device=src.device) < src_lengths.to(src.device).unsqueeze(1)
-        memory = Memory(enc_out, self.decoder.attention.keys(enc_out), src_mask)
-        return memory, self.decoder.init_state(final)
+        memory = self.decoder.memory(states, src_mask)
+        return memory, self.decoder.init_state(summary, memory)
+
+    def features(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing up to the output layer: src (B, S), tgt_in (B, T) starting with BOS ->
+        the decoder's output vectors ã_1..ã_T, (B, T, Hd). Training feeds them to `output_loss`."""
+        memory, state = self.encode(src, src_lengths)
+        return self.decoder(self.dropout(self.tgt_embed(tgt_in)), memory, state)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits: src (B, S), tgt_in (B, T) starting with BOS -> (B, T, V)."""
-        return self.output(self.attentional_vectors(src, src_lengths, tgt_in))  # one matmul over all steps
+        return self.output(self.features(src, src_lengths, tgt_in))  # one matmul over all steps
 
-    def attentional_vectors(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing up to the output layer: ã_1..ã_T, (B, T, Hd). Training feeds them to
-        `nmt.loss.output_loss`, which applies W_o and the loss together."""
-        memory, state = self.encode(src, src_lengths)
-        return self.decoder(self.dropout(self.tgt_embed(tgt_in)), memory, state)
+    def output_loss(self, features: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Label-smoothed cross-entropy of softmax(W_o ã_t) summed over the real (non-PAD) targets
+        of tgt_out (B, T); features: (B, T, Hd). Scalar, fp32. The fused blocked computation of
+        nmt.loss, or with `model.textbook` PyTorch's F.cross_entropy on the whole logits."""
+        loss = plain_output_loss if self.textbook else output_loss
+        return loss(features, self.output, tgt_out, label_smoothing)
 
     def step(self, prev: torch.Tensor, memory: Memory, state: DecoderState):
         """One search step. prev: (B,) previous tokens.
@@ -53,3 +67,24 @@ class Seq2Seq(nn.Module):
         """
         att, state, weights = self.decoder.step(self.tgt_embed(prev), memory, state)
         return F.log_softmax(self.output(att).float(), dim=-1), state, weights  # fp32 under autocast too
+
+    @staticmethod
+    def select(rows: Memory | DecoderState, index: torch.Tensor) -> Memory | DecoderState:
+        """Rows `index` (B',) of a memory or a decoder state (search repeats, reorders and drops rows)."""
+        return rows.select(index)
+
+
+def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """The model a config describes, with fresh weights (torch's default initialisation, drawn
+    from torch's global generator in the order the parts are made here)."""
+    src_embed = nn.Embedding(src_vocab_size, cfg.emb_size, padding_idx=PAD)
+    tgt_embed = nn.Embedding(tgt_vocab_size, cfg.emb_size, padding_idx=PAD)
+    encoder = ENCODERS[cfg.encoder](cfg)
+    decoder = (TextbookDecoder if cfg.textbook else Decoder)(
+        cfg.rnn_type, cfg.emb_size, cfg.dec_hidden_size, cfg.dec_layers, encoder.output_size,
+        cfg.attention, cfg.attention_size, cfg.input_feeding, cfg.bridge, cfg.dropout,
+    )
+    output = nn.Linear(cfg.dec_hidden_size, tgt_vocab_size)
+    if cfg.tie_embeddings:
+        output.weight = tgt_embed.weight
+    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, cfg.dropout, cfg.textbook)
