@@ -16,9 +16,14 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Config": "nmt.config", "load_config": "nmt.config",
-    "train": "nmt.run", "Translator": "nmt.translate", "Translation": "nmt.translate",
-    "NmtError": "nmt.errors", "ConfigError": "nmt.errors", "DataError": "nmt.errors",
+    "Config": "nmt.config",
+    "load_config": "nmt.config",
+    "train": "nmt.run",
+    "Translator": "nmt.translate",
+    "Translation": "nmt.translate",
+    "NmtError": "nmt.errors",
+    "ConfigError": "nmt.errors",
+    "DataError": "nmt.errors",
     "CheckpointError": "nmt.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

@@ -11,8 +11,8 @@ only, so it loads with `torch.load(weights_only=True)` and cannot run code.
 from __future__ import annotations
 
 import os
-import shutil
 import pickle
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,8 +60,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: refused to load: it holds Python objects other than tensors "
-                              "and plain values, which could run code (not an nmt checkpoint)") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors "
+            "and plain values, which could run code (not an nmt checkpoint)"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any failure of the safe unpickler means a bad file
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
@@ -96,9 +98,10 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 
 def _state_file() -> Path:
     """Where the most recent run is remembered ($NMT_STATE_DIR, else the XDG state dir)."""
-    base = os.environ.get("NMT_STATE_DIR") or Path(
-        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    ) / "nmt"
+    base = (
+        os.environ.get("NMT_STATE_DIR")
+        or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "nmt"
+    )
     return Path(base) / "latest_run"
 
 
@@ -127,8 +130,9 @@ def latest_run() -> Path:
 def write_decoding_defaults(run_dir: str | Path, beam: int, alpha: float) -> Path:
     """Store beam and alpha as the run's decoding defaults (RUN_DIR/decoding.yaml)."""
     path = Path(run_dir) / DECODING_FILE
-    text = ("# written by `nmt tune --write`; applied on top of the checkpoint's decoding section\n"
-            + yaml.safe_dump({"beam_size": int(beam), "alpha": float(alpha)}, sort_keys=False))
+    text = "# written by `nmt tune --write`; applied on top of the checkpoint's decoding section\n" + yaml.safe_dump(
+        {"beam_size": int(beam), "alpha": float(alpha)}, sort_keys=False
+    )
     data = text.encode("utf-8")
     atomic_write(path, lambda f: f.write(data))
     return path
@@ -148,7 +152,7 @@ def read_decoding_defaults(run_dir: str | Path) -> list[str]:
     return [f"decoding.{key}={value}" for key, value in raw.items()]
 
 
-def checkpoint_tokenizers(state: dict) -> tuple["Tokenizer", "Tokenizer"]:
+def checkpoint_tokenizers(state: dict) -> tuple[Tokenizer, Tokenizer]:
     """(source, target) sentencepiece tokenizers of a loaded checkpoint (one object if joint)."""
     from nmt.data.tokenizer import Tokenizer
 

@@ -1,8 +1,9 @@
-"""The `nmt` command: argument parsing, files and streams, one-line errors and exit codes.
+"""The `nmt` command: its subcommands, files and streams, one-line errors and exit codes.
 
 Everything here is a thin layer over the library (nmt.run, nmt.translate, nmt.evaluate,
-nmt.tuning, nmt.analysis, nmt.metrics). Library code raises NmtError subclasses; `main` prints them as one line,
-`nmt: <kind>: <message>`, and exits with their code (2 for config errors, 1 otherwise).
+nmt.tuning, nmt.analysis, nmt.metrics); the options are defined in nmt.arguments. Library code
+raises NmtError subclasses; `main` prints them as one line, `nmt: <kind>: <message>`, and
+exits with their code (2 for config errors, 1 otherwise).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from nmt import __version__
-from nmt.errors import DataError, NmtError
+from nmt.arguments import bad_combination, build_parser
+from nmt.errors import NmtError
 
 
 def _read_input(path: str | None) -> list[str]:
@@ -64,8 +65,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.sample:
         results = translator.sample(lines, n, args.temperature, args.top_k, args.seed)
     else:
-        results = translator.search(lines, beam=args.beam, alpha=args.alpha, n_best=args.n_best,
-                                    attention=bool(args.plot_attention))
+        results = translator.search(
+            lines, beam=args.beam, alpha=args.alpha, n_best=args.n_best, attention=bool(args.plot_attention)
+        )
     if n > 1:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:
@@ -82,8 +84,11 @@ def _note_long_lines(translator, lines: list[str]) -> None:
     long = translator.too_long(lines)
     limit = translator.cfg.data.max_src_length
     for index, n in long[:5]:
-        print(f"nmt: note: input line {index + 1} has {n} subwords, more than the {limit} of the longest "
-              "training source (data.max_src_length): translated whole, expect a poorer translation", file=sys.stderr)
+        print(
+            f"nmt: note: input line {index + 1} has {n} subwords, more than the {limit} of the longest "
+            "training source (data.max_src_length): translated whole, expect a poorer translation",
+            file=sys.stderr,
+        )
     if len(long) > 5:
         print(f"nmt: note: {len(long) - 5} more input lines are that long", file=sys.stderr)
 
@@ -102,6 +107,7 @@ def _plot_attention(folder: Path, lines: list[str], results: list) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from nmt import analysis
     from nmt.evaluate import eval_data
+
     translator = _load_translator(args.model, args)
     src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
     results = analysis.analyze(translator, src, ref, args.beam, args.alpha)
@@ -118,6 +124,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from nmt import tuning
     from nmt.evaluate import eval_data
+
     target = tuning.TuneTarget.find(args.model, write=args.write)
     translator = _load_translator(target.checkpoint, args)
     src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
@@ -146,6 +153,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nmt.config import load_config
     from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data, translate_and_score
+
     target = Path(args.target)
     if target.is_dir():
         translator = _load_translator(target, args)
@@ -177,174 +185,15 @@ def cmd_bleu(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- parser ---------------------------------------------------------------------------------
-
-
-MODEL_HELP = "run directory or checkpoint (default: the most recently trained run)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nmt", description="Neural machine translation with the classic attention model.")
-    p.add_argument("--version", action="version", version=f"nmt {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_analyze, _add_tune, _add_plot, _add_evaluate, _add_bleu):
-        add(sub)
-    return p
-
-
-def _model_options(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    q.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="the model's precision in search; default: the run's decoding.precision")
-
-
-def _decoding_options(q: argparse.ArgumentParser) -> None:
-    q.add_argument("--beam", type=_decoding_value("beam_size"),
-                   help="beam size (1 = greedy); default: the run's decoding.beam_size")
-    q.add_argument("--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha")
-    _model_options(q)
-
-
-def _eval_data_options(q: argparse.ArgumentParser) -> None:
-    q.add_argument("-m", "--model", help=MODEL_HELP)
-    q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
-    q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
-    q.add_argument("--ref", help="reference file, aligned with --src")
-    _model_options(q)
-
-
-def _add_train(sub) -> None:
-    t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument("config", help="YAML config (see configs/reference.yaml)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set training.lr=3e-4 (repeatable)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in run_dir")
-    t.add_argument("--resume", action="store_true", help="continue the run in run_dir from its last checkpoint "
-                   "(CONFIG may be that run directory)")
-    t.set_defaults(func=cmd_train)
-
-
-def _add_translate(sub) -> None:
-    tr = sub.add_parser("translate", help="translate lines (stdin to stdout by default)")
-    tr.add_argument("-m", "--model", help=MODEL_HELP)
-    _decoding_options(tr)
-    tr.add_argument("--n-best", type=_decoding_value("n_best"),
-                    help="print the K best as 'LINE ||| TEXT ||| SCORE' (K lines per input)")
-    tr.add_argument("-i", "--input", help="input file (default: stdin)")
-    tr.add_argument("-o", "--output", help="output file (default: stdout)")
-    tr.add_argument("--sample", action="store_true", help="sample from the model instead of searching "
-                    "(--n-best K: K samples per line)")
-    tr.add_argument("--temperature", type=float, default=1.0, help="sampling: divide the logits by T (default 1)")
-    tr.add_argument("--top-k", type=int, default=0, help="sampling: only among the K likeliest tokens (0: all)")
-    tr.add_argument("--seed", type=int, help="sampling: random seed (same seed, same samples)")
-    tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
-    tr.set_defaults(func=cmd_translate)
-
-
-def _add_analyze(sub) -> None:
-    an = sub.add_parser("analyze", help="beam-search error analysis: search errors or model errors?")
-    _eval_data_options(an)
-    an.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
-    an.add_argument("--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha")
-    an.add_argument("--json", action="store_true", help="print JSON")
-    an.add_argument("--per-sentence", action="store_true", help="with --json: every sentence's scores and kind")
-    an.set_defaults(func=cmd_analyze)
-
-
-def _add_tune(sub) -> None:
-    tu = sub.add_parser("tune", help="choose beam size and alpha on dev data")
-    _eval_data_options(tu)
-    tu.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
-    tu.add_argument("--alpha", type=_float_list, default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
-                    help="alphas, e.g. 0,0.5,1")
-    tu.add_argument("--plot", metavar="PNG", help="where to draw BLEU against alpha (default: RUN_DIR/tune.png)")
-    tu.add_argument("--no-plot", action="store_true", help="draw nothing")
-    tu.add_argument("--write", action="store_true", help="store the best pair as the run's decoding defaults")
-    tu.set_defaults(func=cmd_tune)
-
-
-def _add_plot(sub) -> None:
-    pl = sub.add_parser("plot", help="draw a run's learning curves (loss, dev loss, dev BLEU) into a PNG")
-    pl.add_argument("run_dir", metavar="RUN_DIR")
-    pl.add_argument("-o", "--output", help="PNG file (default: RUN_DIR/learning_curves.png)")
-    pl.set_defaults(func=cmd_plot)
-
-
-def _add_evaluate(sub) -> None:
-    e = sub.add_parser("evaluate", help="translate a config's test split and report BLEU and chrF")
-    e.add_argument("target", metavar="CONFIG|RUN_DIR")
-    _decoding_options(e)
-    e.add_argument("--split", choices=["test", "dev"], default="test")
-    e.add_argument("-o", "--output", help="hypothesis file (default: RUN_DIR/SPLIT.hyp)")
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    e.set_defaults(func=cmd_evaluate)
-
-
-def _add_bleu(sub) -> None:
-    b = sub.add_parser("bleu", help="corpus BLEU (sacrebleu) with the pieces of the formula")
-    b.add_argument("hyp", help="hypothesis file, one sentence a line")
-    b.add_argument("refs", nargs="+", metavar="REF", help="reference file(s), aligned with HYP")
-    b.add_argument("--chrf", action="store_true", help="also chrF")
-    b.add_argument("--ter", action="store_true", help="also TER")
-    b.add_argument("--json", action="store_true", help="print JSON")
-    b.add_argument("-w", "--width", type=int, default=1, help="decimals of the scores (as sacrebleu -w)")
-    b.set_defaults(func=cmd_bleu)
-
-
-def _number_list(convert: type, least: int, what: str):
-    """An argparse type for comma-separated values, each >= least: '1,3,5' -> [1, 3, 5]."""
-
-    def parse(text: str) -> list:
-        try:
-            values = [convert(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} separated by commas, got {text!r}") from None
-        if not values or min(values) < least:
-            raise argparse.ArgumentTypeError(f"expected {what} >= {least} separated by commas, got {text!r}")
-        return values
-
-    return parse
-
-
-_int_list = _number_list(int, 1, "integers")
-_float_list = _number_list(float, 0, "numbers")
-
-
-def _decoding_value(key: str):
-    """An argparse type for an option that sets decoding.KEY for one call: parsed and checked
-    by the config's own rule for that key (nmt.config), so `--beam 0` is refused as
-    `decoding.beam_size: 0` would be."""
-    from nmt.config import DecodingConfig, replace_checked
-    from nmt.errors import ConfigError
-
-    def parse(text: str):
-        try:
-            return getattr(replace_checked(DecodingConfig(), "decoding", {key: _number(text)}), key)
-        except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e).removeprefix(f"decoding.{key}: ")) from None
-
-    return parse
-
-
-def _number(text: str) -> int | float | str:
-    """'3' -> 3, '0.5' -> 0.5; anything else stays text, for the config's checks to refuse."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _bad_combination(args: argparse.Namespace) -> str | None:
-    """A message for sampling options out of range or used together with what they exclude, or None."""
-    if getattr(args, "temperature", 1.0) <= 0:
-        return f"--temperature: expected a number > 0, got {args.temperature}"
-    if getattr(args, "top_k", 0) < 0:
-        return f"--top-k: expected an integer >= 0, got {args.top_k}"
-    if getattr(args, "sample", False) and args.plot_attention:
-        return "--plot-attention: draws the search's attention; not with --sample"
-    return None
+COMMANDS = {
+    "train": cmd_train,
+    "translate": cmd_translate,
+    "analyze": cmd_analyze,
+    "tune": cmd_tune,
+    "plot": cmd_plot,
+    "evaluate": cmd_evaluate,
+    "bleu": cmd_bleu,
+}
 
 
 def _rank_prefix() -> str:
@@ -356,11 +205,11 @@ def _rank_prefix() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = _bad_combination(args)
+    problem = bad_combination(args)
     if problem:
         parser.error(problem)  # usage line + message, exit 2
     try:
-        return args.func(args)
+        return COMMANDS[args.command](args)
     except NmtError as e:
         if not e.shown_by_rank0:  # distributed training: rank 0 says it
             print(f"nmt: {_rank_prefix()}{e.kind}: {e}", file=sys.stderr)

@@ -15,11 +15,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from nmt.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads only when a device is resolved (`nmt bleu` never does)
+    import torch
 
 # --- value checks used in field metadata ----------------------------------------------
 
@@ -54,7 +57,7 @@ class DataConfig:
     train: str = _f("", help="training prefix (required for nmt train)")
     dev: str = _f("", help="dev prefix: validation loss and BLEU, early stopping")
     test: str = _f("", help="test prefix: nmt evaluate, and the score after training")
-    generate: Optional[Literal["dates"]] = _f(
+    generate: Literal["dates"] | None = _f(
         None, help="write the built-in task's files at the prefixes' folder if missing"
     )
     max_src_length: int = _f(100, AT_LEAST_ONE, "drop training pairs with longer source (subwords)")
@@ -68,9 +71,9 @@ class TokenizerConfig:
     type: Literal["unigram", "bpe"] = _f("unigram")
     vocab_size: int = _f(8000, AT_LEAST_ONE, "upper limit; small data may give fewer pieces")
     joint: bool = _f(True, help="one model for both languages (else one per side)")
-    model: Optional[str] = _f(None, help="existing joint .model file (skips training)")
-    src_model: Optional[str] = _f(None, help="existing source .model (joint: false)")
-    tgt_model: Optional[str] = _f(None, help="existing target .model (joint: false)")
+    model: str | None = _f(None, help="existing joint .model file (skips training)")
+    src_model: str | None = _f(None, help="existing source .model (joint: false)")
+    tgt_model: str | None = _f(None, help="existing target .model (joint: false)")
     character_coverage: float = _f(1.0, COVERAGE, "fraction of characters the model covers")
     split_digits: bool = _f(False, help="one piece per digit (good for numbers and dates)")
     max_sentences: int = _f(1_000_000, AT_LEAST_ONE, "sample at most this many lines to train on")
@@ -93,8 +96,11 @@ class ModelConfig:
     bridge: bool = _f(True, help="decoder initial state = tanh(W [enc final fwd; bwd])")
     dropout: float = _f(0.2, PROBABILITY)
     tie_embeddings: bool = _f(False, help="target embedding = output layer (emb = dec hidden)")
-    textbook: bool = _f(False, help="compute as the equations read: torch's cells step by step, tanh "
-                        "attention, F.cross_entropy (same weights and results, slower)")
+    textbook: bool = _f(
+        False,
+        help="compute as the equations read: torch's cells step by step, tanh "
+        "attention, F.cross_entropy (same weights and results, slower)",
+    )
 
 
 @dataclass
@@ -125,7 +131,8 @@ class TrainingConfig:
     show_examples: int = _f(3, NON_NEGATIVE, "dev/test translations printed")
     num_threads: int = _f(0, NON_NEGATIVE, "torch CPU threads; 0 keeps torch's default")
     precision: Literal["fp32", "bf16", "fp16"] = _f(
-        "fp32", help="bf16/fp16: autocast the forward pass; fp16 scales the loss (GPUs without bf16)")
+        "fp32", help="bf16/fp16: autocast the forward pass; fp16 scales the loss (GPUs without bf16)"
+    )
 
 
 @dataclass
@@ -251,8 +258,7 @@ def _validate(cfg: Config) -> None:
         )
     if m.tie_embeddings and m.emb_size != m.dec_hidden_size:
         raise ConfigError(
-            f"model.tie_embeddings: needs model.emb_size ({m.emb_size}) = "
-            f"model.dec_hidden_size ({m.dec_hidden_size})"
+            f"model.tie_embeddings: needs model.emb_size ({m.emb_size}) = model.dec_hidden_size ({m.dec_hidden_size})"
         )
     t = cfg.tokenizer
     if t.joint and (t.src_model or t.tgt_model):
@@ -336,9 +342,12 @@ def _yaml_value(value: Any) -> str:
 
 def reference_yaml() -> str:
     """Every key with its default, allowed values and meaning: `configs/reference.yaml`."""
-    lines = ["# nmt reference config: every key, its default and what it means.",
-             "# Generated from nmt/config.py (nmt.config.reference_yaml); a test keeps them equal.",
-             "# a config file only needs the keys it changes.", ""]
+    lines = [
+        "# nmt reference config: every key, its default and what it means.",
+        "# Generated from nmt/config.py (nmt.config.reference_yaml); a test keeps them equal.",
+        "# a config file only needs the keys it changes.",
+        "",
+    ]
 
     def section(cls: type, indent: str) -> None:
         hints = typing.get_type_hints(cls)
@@ -356,7 +365,7 @@ def reference_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve_device(name: str) -> "torch.device":
+def resolve_device(name: str) -> torch.device:
     """The torch device for config key `device`: auto picks CUDA when there is one."""
     import torch
 
@@ -365,4 +374,3 @@ def resolve_device(name: str) -> "torch.device":
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-

@@ -24,8 +24,9 @@ and sends no messages at all. How the work is split (see nmt.run and nmt.trainin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -113,8 +114,9 @@ class Processes:
 def from_environment() -> Processes:
     """The group torchrun describes in the environment; a group of one without torchrun."""
     try:
-        return Processes(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
-                         int(os.environ.get("WORLD_SIZE", 1)))
+        return Processes(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        )
     except ValueError:
         raise NmtError("RANK, LOCAL_RANK and WORLD_SIZE: expected integers (set by torchrun)") from None
 

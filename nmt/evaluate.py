@@ -61,8 +61,14 @@ def score(hyps: list[str], refs: list[str]) -> Scores:
     return Scores(metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs]), exact)
 
 
-def eval_data(data: DataConfig, split: str, src: str | None = None, ref: str | None = None,
-              splits: DataConfig | None = None, missing: str = NO_SPLIT) -> tuple[list[str], list[str], str]:
+def eval_data(
+    data: DataConfig,
+    split: str,
+    src: str | None = None,
+    ref: str | None = None,
+    splits: DataConfig | None = None,
+    missing: str = NO_SPLIT,
+) -> tuple[list[str], list[str], str]:
     """Sources, references and a name for them (the source file, or the split's prefix).
 
     The files `src` and `ref` (both or neither, aligned line by line) if given; else the split
@@ -74,8 +80,7 @@ def eval_data(data: DataConfig, split: str, src: str | None = None, ref: str | N
             raise DataError("--src and --ref go together: give both files")
         sources, references = read_lines(src), read_lines(ref)
         if len(sources) != len(references):
-            raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: "
-                            "expected aligned files")
+            raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: expected aligned files")
         return sources, references, src
     prefix = getattr(splits or data, split)
     if not prefix:
@@ -84,8 +89,14 @@ def eval_data(data: DataConfig, split: str, src: str | None = None, ref: str | N
     return sources, references, prefix
 
 
-def translate_and_score(translator: Translator, src: list[str], refs: list[str], out_path: Path | None = None,
-                        beam: int | None = None, alpha: float | None = None) -> tuple[Scores, list[str]]:
+def translate_and_score(
+    translator: Translator,
+    src: list[str],
+    refs: list[str],
+    out_path: Path | None = None,
+    beam: int | None = None,
+    alpha: float | None = None,
+) -> tuple[Scores, list[str]]:
     """Translate `src`, write the hypotheses to `out_path` (if given), score them against `refs`.
 
     Returns the scores and the hypotheses.
@@ -96,8 +107,13 @@ def translate_and_score(translator: Translator, src: list[str], refs: list[str],
     return score(hyps, refs), hyps
 
 
-def evaluate_split(translator: Translator, prefix: str, out_path: Path | None = None, beam: int | None = None,
-                   alpha: float | None = None) -> tuple[Scores, list[str], list[str], list[str]]:
+def evaluate_split(
+    translator: Translator,
+    prefix: str,
+    out_path: Path | None = None,
+    beam: int | None = None,
+    alpha: float | None = None,
+) -> tuple[Scores, list[str], list[str], list[str]]:
     """Translate split `prefix` of the translator's languages; write hypotheses to `out_path`.
 
     Returns the scores, the sources, the references and the hypotheses.

@@ -17,6 +17,8 @@ log-softmax and their gradient, each 130 MB for an 8k vocabulary and 4k tokens, 
 a block stays in the CPU's cache, and the process never asks the kernel for fresh pages of
 that size (page faults on fresh memory are expensive: see the README's notes on speed).
 `plain_output_loss` is the textbook computation, kept beside it (`model.textbook: true`).
+`TrainingLoss` is the whole objective of a training step: the model's features, then its
+output loss (one of the two), under the training precision.
 
 Under autocast (training.precision: bf16) the three products run in bf16; the softmax and the
 loss are always computed in fp32.
@@ -24,10 +26,17 @@ loss are always computed in fp32.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
+from nmt import runtime
 from nmt.data.tokenizer import PAD
+
+if TYPE_CHECKING:
+    from nmt.data.batching import Batch
+    from nmt.model import Seq2Seq
 
 BLOCK_ELEMENTS = 2**21  # logits per block: 8 MB in fp32
 
@@ -86,12 +95,18 @@ class _OutputLayerLoss(torch.autograd.Function):
     def backward(ctx, grad_loss):
         grad_att, grad_w, grad_b = ctx.saved_tensors
         att_dtype, w_dtype, b_dtype = ctx.dtypes
-        return ((grad_att * grad_loss).to(att_dtype), (grad_w * grad_loss).to(w_dtype),
-                (grad_b * grad_loss).to(b_dtype), None, None)
+        return (
+            (grad_att * grad_loss).to(att_dtype),
+            (grad_w * grad_loss).to(w_dtype),
+            (grad_b * grad_loss).to(b_dtype),
+            None,
+            None,
+        )
 
 
-def output_loss(att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor,
-                label_smoothing: float = 0.0) -> torch.Tensor:
+def output_loss(
+    att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Summed label-smoothed cross-entropy of softmax(output(att)) over real (non-PAD) targets.
 
     att: (B, T, Hd) attentional vectors; output: the layer W_o, b (V x Hd); target: (B, T).
@@ -105,15 +120,54 @@ def output_loss(att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor
     with torch.autocast(att.device.type, enabled=False):
         a, w, b = att.to(dtype), output.weight.to(dtype), output.bias.to(dtype)
         acc, step = torch.promote_types(dtype, torch.float32), max(1, BLOCK_ELEMENTS // w.size(0))
-        return sum((_block_loss(torch.addmm(b, a[i : i + step], w.t()).to(acc), target[i : i + step],
-                               target[i : i + step] != PAD, label_smoothing) for i in range(0, a.size(0), step)),
-                   torch.zeros((), dtype=acc, device=a.device))
+        return sum(
+            (
+                _block_loss(
+                    torch.addmm(b, a[i : i + step], w.t()).to(acc),
+                    target[i : i + step],
+                    target[i : i + step] != PAD,
+                    label_smoothing,
+                )
+                for i in range(0, a.size(0), step)
+            ),
+            torch.zeros((), dtype=acc, device=a.device),
+        )
 
 
-def plain_output_loss(att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor,
-                      label_smoothing: float = 0.0) -> torch.Tensor:
+def plain_output_loss(
+    att: torch.Tensor, output: torch.nn.Linear, target: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """What `output_loss` computes, as PyTorch computes it: the (B, T, V) logits W_o ã + b, then
     F.cross_entropy (log-softmax and loss in fp32). att: (B, T, Hd), target: (B, T). Scalar."""
     logits = output(att).float()
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        target.reshape(-1),
+        ignore_index=PAD,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+class TrainingLoss(torch.nn.Module):
+    """The model with its training objective, one module for DistributedDataParallel to wrap.
+
+    forward(src (B, S), src_lengths (B,), tgt_in (B, T), tgt_out (B, T)) -> the label-smoothed
+    cross-entropy summed over the real target tokens (scalar, fp32), under autocast for bf16/fp16."""
+
+    def __init__(self, model: Seq2Seq, label_smoothing: float, precision: str = "fp32"):
+        super().__init__()
+        self.model, self.label_smoothing, self.precision = model, label_smoothing, precision
+
+    def forward(
+        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
+    ) -> torch.Tensor:
+        with runtime.autocast(src.device, self.precision):
+            features = self.model.features(src, src_lengths, tgt_in)
+            return self.model.output_loss(features, tgt_out, self.label_smoothing)
+
+
+def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
+    """The loss that training minimises: label-smoothed cross-entropy per real target token."""
+    loss = TrainingLoss(model, label_smoothing, precision)
+    return loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out) / batch.n_tgt_tokens

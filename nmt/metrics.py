@@ -128,10 +128,7 @@ def check_aligned(
         raise DataError(f"{hyp_name}: no lines to score")
     for ref, ref_name in zip(refs, ref_names):
         if len(ref) != len(hyps):
-            raise DataError(
-                f"line counts differ: {hyp_name} has {len(hyps)} lines "
-                f"but {ref_name} has {len(ref)}"
-            )
+            raise DataError(f"line counts differ: {hyp_name} has {len(hyps)} lines but {ref_name} has {len(ref)}")
 
 
 def _corpus_score(
@@ -245,10 +242,7 @@ def _formula(report: BleuReport) -> list[str]:
         mean_log = sum(math.log(p / 100) for p in b.precisions) / len(b.precisions)
         logs = " + ".join(f"log {p / 100:.4f}" for p in b.precisions)
         out.append(f"  BLEU = {b.bp:.4f} * exp(({logs}) / 4)")
-        out.append(
-            f"       = {b.bp:.4f} * exp({mean_log:.4f}) = {b.bp * math.exp(mean_log):.4f}"
-            f"  ->  {b.score:.2f}"
-        )
+        out.append(f"       = {b.bp:.4f} * exp({mean_log:.4f}) = {b.bp * math.exp(mean_log):.4f}  ->  {b.score:.2f}")
     else:
         out.append(f"  BLEU = 0  (some p_n = 0)  ->  {b.score:.2f}")
     if smoothed:
@@ -269,7 +263,7 @@ def format_report(result: dict[str, Any], width: int = CLI_WIDTH) -> str:
     lines = [r.cli_line(width) for r in _reports(result)]
     if len(lines) > 1:  # sacrebleu aligns several metrics on the '='
         w = max(line.index("=") - 1 for line in lines)
-        lines = [f"{ln[: ln.index('=') - 1]:>{w}}{ln[ln.index('=') - 1:]}" for ln in lines]
+        lines = [f"{ln[: ln.index('=') - 1]:>{w}}{ln[ln.index('=') - 1 :]}" for ln in lines]
     if "bleu" in result:
         lines.append("")
         lines.extend(_formula(result["bleu"]))

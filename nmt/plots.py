@@ -99,8 +99,14 @@ def learning_curves_png(run_dir: str | Path, path: str | Path | None = None) -> 
         bleu_ax.plot(steps, [r["dev_bleu"] for r in valid], "o-", color="tab:green")
         best = [r for r in valid if r.get("best")]
         if best:
-            bleu_ax.plot([r["step"] for r in best], [r["dev_bleu"] for r in best], "*", color="tab:red",
-                         markersize=12, label="new best")
+            bleu_ax.plot(
+                [r["step"] for r in best],
+                [r["dev_bleu"] for r in best],
+                "*",
+                color="tab:red",
+                markersize=12,
+                label="new best",
+            )
             bleu_ax.legend()
     loss_ax.set(xlabel="step", ylabel="cross-entropy per token", title="loss")
     loss_ax.legend()

@@ -60,8 +60,12 @@ RESUME_KEYS: dict[str, tuple[str, ...] | AllBut] = {
 RESUME_PROGRESS = Progress.saved_keys()
 
 
-def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = (), overwrite: bool = False,
-          resume: bool = False) -> Path:
+def train(
+    config: Config | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Path:
     """Train a model from a Config (or a YAML path, or a run directory, plus overrides); returns the
     run directory. `resume` continues the run in run_dir from its last checkpoint, exactly: model,
     optimizer, schedule, random state, data order and position, early-stopping state.
@@ -82,8 +86,10 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
             trainer = Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device, procs)
             if state is not None:
                 trainer.restore(state)
-                log(f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.progress.step}, "
-                    f"epoch {trainer.progress.epoch}")
+                log(
+                    f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.progress.step}, "
+                    f"epoch {trainer.progress.epoch}"
+                )
             trainer.run()
             joined = distributed.finish(joined, together=True)  # the rest is rank 0's alone
             if procs.is_main:
@@ -101,8 +107,9 @@ def train(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = 
 # --- the run directory ---------------------------------------------------------------------
 
 
-def _open_run(config: Config | str | Path, overrides: list[str] | tuple[str, ...], overwrite: bool,
-              resume: bool) -> tuple[Config, dict | None]:
+def _open_run(
+    config: Config | str | Path, overrides: list[str] | tuple[str, ...], overwrite: bool, resume: bool
+) -> tuple[Config, dict | None]:
     """The config, and the state to resume from (or None after preparing a fresh run directory)."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: choose one")
@@ -121,8 +128,10 @@ def _start_run_dir(cfg: Config, overwrite: bool) -> Path:
     """Create the run directory; refuse to mix two runs in one unless told to overwrite."""
     run_dir = Path(cfg.run_dir)
     if any((run_dir / CHECKPOINT_DIR).glob("*.pt")) and not overwrite:
-        raise ConfigError(f"run_dir: {run_dir} holds a run already; pass --resume to continue it, --overwrite "
-                          "to replace it, or set another run_dir (--set run_dir=...)")
+        raise ConfigError(
+            f"run_dir: {run_dir} holds a run already; pass --resume to continue it, --overwrite "
+            "to replace it, or set another run_dir (--set run_dir=...)"
+        )
     # a replaced run, or an attempt that failed before its first checkpoint
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     for name in RUN_FILES:
@@ -138,8 +147,10 @@ def _resume_state(cfg: Config) -> dict:
         raise ConfigError(f"run_dir: {cfg.run_dir} holds no checkpoints/last.pt to resume from")
     state = load_checkpoint(path)
     if "rng" not in state or not RESUME_PROGRESS <= set(state.get("progress", {})):
-        raise CheckpointError(f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
-                              "continue training (start a new run)")
+        raise CheckpointError(
+            f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
+            "continue training (start a new run)"
+        )
     for stale in path.parent.glob(".*.tmp"):  # a write that a kill interrupted (the old file is whole)
         stale.unlink(missing_ok=True)
     _check_same_training(cfg, state["config"], path)
@@ -161,9 +172,11 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
         for key in rule.keys(a) if isinstance(rule, AllBut) else rule:
             if a.get(key) != b.get(key):
                 name = f"{section}.{key}" if section else key
-                raise ConfigError(f"{name}: the run in {cfg.run_dir} was trained with {b.get(key)!r}, "
-                                  f"this config says {a.get(key)!r}; "
-                                  "a resumed run may change only limits and schedules")
+                raise ConfigError(
+                    f"{name}: the run in {cfg.run_dir} was trained with {b.get(key)!r}, "
+                    f"this config says {a.get(key)!r}; "
+                    "a resumed run may change only limits and schedules"
+                )
 
 
 def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
@@ -186,13 +199,22 @@ def test_report(run_dir: Path, cfg: Config, log: Log) -> None:
     t0 = time.time()
     scores, src, refs, hyps = evaluate_split(translator, cfg.data.test, run_dir / "test.hyp")
     seconds = time.time() - t0
-    log(f"test ({cfg.data.test}, beam {d.beam_size}, alpha {d.alpha:g}, {len(src)} sentences, "
-        f"{len(src) / seconds:.0f} sent/s): {scores.line()}")
+    log(
+        f"test ({cfg.data.test}, beam {d.beam_size}, alpha {d.alpha:g}, {len(src)} sentences, "
+        f"{len(src) / seconds:.0f} sent/s): {scores.line()}"
+    )
     log(f"    {scores.bleu_signature}")
     for s, h, r in list(zip(src, hyps, refs))[: max(5, cfg.training.show_examples)]:
         log(f"    {s}  ->  {h}{'' if h.strip() == r.strip() else f'   (reference: {r})'}")
-    log.record(kind="test", bleu=scores.bleu, chrf=scores.chrf, accuracy=scores.accuracy,
-               signature=scores.bleu_signature, beam=d.beam_size, alpha=d.alpha)
+    log.record(
+        kind="test",
+        bleu=scores.bleu,
+        chrf=scores.chrf,
+        accuracy=scores.accuracy,
+        signature=scores.bleu_signature,
+        beam=d.beam_size,
+        alpha=d.alpha,
+    )
 
 
 def draw_learning_curves(run_dir: Path, log: Log) -> None:

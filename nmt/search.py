@@ -19,8 +19,9 @@ function and one table entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -109,8 +110,14 @@ def _forbid_specials(log_probs: torch.Tensor) -> torch.Tensor:
 # --- one token at a time: greedy search and sampling ------------------------------------------
 
 
-def _token_by_token(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
-                    options: SearchOptions, choose: Callable[[torch.Tensor], torch.Tensor]) -> list[list[Hypothesis]]:
+def _token_by_token(
+    model: SearchModel,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_len: torch.Tensor,
+    options: SearchOptions,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+) -> list[list[Hypothesis]]:
     """One output per sentence, one token per step: `choose` maps the step's log-probabilities
     (N, V) to the next tokens (N,). A sentence leaves the batch as soon as it produced EOS."""
     device, B, steps = src.device, src.size(0), int(max_len.max()) + 1
@@ -137,11 +144,19 @@ def _token_by_token(model: SearchModel, src: torch.Tensor, src_lengths: torch.Te
             limit, keep = limit[keep], keep.to(device)
             alive, prev = alive[keep], prev[keep]
             memory, state = model.select(memory, keep), model.select(state, keep)
-    return [[_hypothesis(row, float(log_prob[b]), attn, b, src_lengths, options)] for b, row in enumerate(tokens.tolist())]
+    return [
+        [_hypothesis(row, float(log_prob[b]), attn, b, src_lengths, options)] for b, row in enumerate(tokens.tolist())
+    ]
 
 
-def _hypothesis(row: list[int], log_prob: float, attn: torch.Tensor | None, b: int, src_lengths: torch.Tensor,
-                options: SearchOptions) -> Hypothesis:
+def _hypothesis(
+    row: list[int],
+    log_prob: float,
+    attn: torch.Tensor | None,
+    b: int,
+    src_lengths: torch.Tensor,
+    options: SearchOptions,
+) -> Hypothesis:
     """Sentence b's output from its row of tokens (ending with EOS, then PAD) and, if kept, its
     attention (B, steps, S): cut to its T output steps and its own source length."""
     T = row.index(EOS) + 1
@@ -150,15 +165,25 @@ def _hypothesis(row: list[int], log_prob: float, attn: torch.Tensor | None, b: i
 
 
 @torch.inference_mode()
-def greedy(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
-           options: SearchOptions = SearchOptions()) -> list[list[Hypothesis]]:
+def greedy(
+    model: SearchModel,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_len: torch.Tensor,
+    options: SearchOptions = SearchOptions(),
+) -> list[list[Hypothesis]]:
     """Pick the most probable token at every step. src: (B, S); max_len: (B,). One hypothesis each."""
     return _token_by_token(model, src, src_lengths, max_len, options, lambda log_probs: log_probs.max(dim=-1).indices)
 
 
 @torch.inference_mode()
-def sample(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
-           options: SearchOptions = SearchOptions()) -> list[list[Hypothesis]]:
+def sample(
+    model: SearchModel,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_len: torch.Tensor,
+    options: SearchOptions = SearchOptions(),
+) -> list[list[Hypothesis]]:
     """Draw y_t ~ softmax(z_t / temperature) at every step, among the top_k tokens (0: all).
 
     One sample per row of src (repeat rows for several samples). The hypotheses carry the
@@ -177,8 +202,9 @@ def sample(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max
 
 
 @torch.inference_mode()
-def sequence_log_probs(model: torch.nn.Module, src: torch.Tensor, src_lengths: torch.Tensor,
-                       tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+def sequence_log_probs(
+    model: torch.nn.Module, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
+) -> torch.Tensor:
     """log P(y | x) of given outputs (EOS included), as search scores them: (B,).
 
     Forced decoding with the model's teacher-forced logits: tgt_in (B, T) starts with BOS,
@@ -212,8 +238,15 @@ class _Beams:
     state: Any
     attention: list[torch.Tensor] | None
 
-    def reorder(self, model: SearchModel, state: Any, rows: torch.Tensor, rows_host: torch.Tensor,
-                tokens: torch.Tensor, scores: torch.Tensor) -> None:
+    def reorder(
+        self,
+        model: SearchModel,
+        state: Any,
+        rows: torch.Tensor,
+        rows_host: torch.Tensor,
+        tokens: torch.Tensor,
+        scores: torch.Tensor,
+    ) -> None:
         """The next beam: row i continues old row rows[i] (same sentence) with token tokens[i]
         (host, (n*K,)); scores (n, K). Reordering within blocks changes states, never memory."""
         self.scores = scores
@@ -247,8 +280,13 @@ def _to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def beam_search(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor, max_len: torch.Tensor,
-                options: SearchOptions = SearchOptions(beam_size=5, alpha=1.0)) -> list[list[Hypothesis]]:
+def beam_search(
+    model: SearchModel,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_len: torch.Tensor,
+    options: SearchOptions = SearchOptions(beam_size=5, alpha=1.0),
+) -> list[list[Hypothesis]]:
     """Beam search over a batch of B sentences with K = options.beam_size hypotheses each.
 
     Each step ranks the K*V extensions of every sentence's beam by summed log-probability and
@@ -264,23 +302,39 @@ def beam_search(model: SearchModel, src: torch.Tensor, src_lengths: torch.Tensor
     rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence of each row
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # start from one hypothesis per sentence
-    beams = _Beams(list(range(B)), scores, torch.full((B * K, 0), BOS, dtype=torch.long),
-                   torch.full((B * K,), BOS, dtype=torch.long, device=device), max_len.cpu(),
-                   model.select(memory, rows), model.select(state, rows), [] if options.attention else None)
+    beams = _Beams(
+        list(range(B)),
+        scores,
+        torch.full((B * K, 0), BOS, dtype=torch.long),
+        torch.full((B * K,), BOS, dtype=torch.long, device=device),
+        max_len.cpu(),
+        model.select(memory, rows),
+        model.select(state, rows),
+        [] if options.attention else None,
+    )
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     t = 0
     while beams.active:
         t += 1
         best_alive = _beam_step(model, beams, finished, t, src_lengths, options)
-        keep = [i for i, b in enumerate(beams.active)
-                if t <= int(beams.limit[i]) and not _settled(finished[b], best_alive[i], K)]
+        keep = [
+            i
+            for i, b in enumerate(beams.active)
+            if t <= int(beams.limit[i]) and not _settled(finished[b], best_alive[i], K)
+        ]
         if len(keep) < len(beams.active):
             beams.keep(model, keep, K)
     return [sorted(f, key=lambda h: -h.score)[: options.n_best] for f in finished]
 
 
-def _beam_step(model: SearchModel, beams: _Beams, finished: list[list[Hypothesis]], t: int,
-               src_lengths: torch.Tensor, options: SearchOptions) -> list[float]:
+def _beam_step(
+    model: SearchModel,
+    beams: _Beams,
+    finished: list[list[Hypothesis]],
+    t: int,
+    src_lengths: torch.Tensor,
+    options: SearchOptions,
+) -> list[float]:
     """Output step t of every active sentence: extend, collect the finished hypotheses, form the
     next beam. Returns each sentence's best unfinished summed log-probability."""
     K, n = options.beam_size, len(beams.active)
@@ -296,7 +350,8 @@ def _beam_step(model: SearchModel, beams: _Beams, finished: list[list[Hypothesis
     chosen_rows = flat_beam.gather(1, pick).view(-1)
     beams.prev = top_token.gather(1, pick).view(-1)
     h_scores, h_rows, h_tokens, h_best_alive, h_chosen, h_prev = _to_host(
-        top_scores, flat_beam, top_token, alive_scores[:, :1], chosen_rows.view(n, K), beams.prev.view(n, K))
+        top_scores, flat_beam, top_token, alive_scores[:, :1], chosen_rows.view(n, K), beams.prev.view(n, K)
+    )
     if beams.attention is not None:
         beams.attention.append(weights)  # aligned with the current rows
     _collect_finished(beams, finished, h_scores[:, :K], h_rows[:, :K], h_tokens[:, :K], t, src_lengths, options)
@@ -304,8 +359,16 @@ def _beam_step(model: SearchModel, beams: _Beams, finished: list[list[Hypothesis
     return h_best_alive.view(-1).tolist()
 
 
-def _collect_finished(beams: _Beams, finished: list[list[Hypothesis]], scores: torch.Tensor, rows: torch.Tensor,
-                      tokens: torch.Tensor, t: int, src_lengths: torch.Tensor, options: SearchOptions) -> None:
+def _collect_finished(
+    beams: _Beams,
+    finished: list[list[Hypothesis]],
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor,
+    t: int,
+    src_lengths: torch.Tensor,
+    options: SearchOptions,
+) -> None:
     """The extensions among each sentence's best K (host tensors (n, K): summed log-prob, row,
     token) that end in EOS with a finite score are finished hypotheses of length t."""
     for i, r in ((tokens == EOS) & torch.isfinite(scores)).nonzero().tolist():

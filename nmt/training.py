@@ -20,14 +20,15 @@ from torch.nn.parallel import DistributedDataParallel
 from nmt import runtime
 from nmt.checkpoint import checkpoint_path, link_checkpoint, save_checkpoint
 from nmt.config import Config, config_to_dict
-from nmt.data.batching import Batch, BatchSampler, sorted_batches
+from nmt.data.batching import BatchSampler, sorted_batches
 from nmt.data.prepare import Split
 from nmt.data.tokenizer import Tokenizer
 from nmt.distributed import Processes
 from nmt.errors import DataError, Interrupted
 from nmt.evaluate import score
 from nmt.log import Log
-from nmt.model import Seq2Seq, build_model
+from nmt.loss import TrainingLoss
+from nmt.model import build_model
 from nmt.schedule import LRSchedule
 from nmt.translate import Translator
 
@@ -74,42 +75,29 @@ class Progress:
         return cls(**values, started=time.time() - state["seconds"])
 
 
-class TrainingLoss(torch.nn.Module):
-    """The model with its training objective, one module for DistributedDataParallel to wrap.
-
-    forward(src (B, S), src_lengths (B,), tgt_in (B, T), tgt_out (B, T)) -> the label-smoothed
-    cross-entropy summed over the real target tokens (scalar, fp32), under autocast for bf16/fp16."""
-
-    def __init__(self, model: Seq2Seq, label_smoothing: float, precision: str = "fp32"):
-        super().__init__()
-        self.model, self.label_smoothing, self.precision = model, label_smoothing, precision
-
-    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
-                tgt_out: torch.Tensor) -> torch.Tensor:
-        with runtime.autocast(src.device, self.precision):
-            features = self.model.features(src, src_lengths, tgt_in)
-            return self.model.output_loss(features, tgt_out, self.label_smoothing)
-
-
-def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
-    """The loss that training minimises: label-smoothed cross-entropy per real target token."""
-    loss = TrainingLoss(model, label_smoothing, precision)
-    return loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out) / batch.n_tgt_tokens
-
-
 class Trainer:
     """The optimisation loop with its validation, checkpoints and stopping rules; where it
     stands is `progress` (see Progress).
 
     In distributed training (see nmt.distributed) every rank runs a Trainer; `procs` says which."""
 
-    def __init__(self, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer, train: Split, dev: Split | None,
-                 log: Log, device: torch.device, procs: Processes = Processes()):
+    def __init__(
+        self,
+        cfg: Config,
+        src_tok: Tokenizer,
+        tgt_tok: Tokenizer,
+        train: Split,
+        dev: Split | None,
+        log: Log,
+        device: torch.device,
+        procs: Processes = Processes(),
+    ):
         self.cfg, self.t, self.log, self.device, self.dev, self.procs = cfg, cfg.training, log, device, dev, procs
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.run_dir = Path(cfg.run_dir)
-        self.sampler = BatchSampler(train.src_ids, train.tgt_ids, self.t.batch_size,
-                                    self.t.batch_type == "tokens", cfg.seed)
+        self.sampler = BatchSampler(
+            train.src_ids, train.tgt_ids, self.t.batch_size, self.t.batch_type == "tokens", cfg.seed
+        )
         self.model = build_model(cfg.model, len(src_tok), len(tgt_tok)).to(device)
         self.loss = TrainingLoss(self.model, self.t.label_smoothing, self.t.precision)
         if procs.distributed:  # averages the gradients over the ranks during the backward pass
@@ -197,11 +185,22 @@ class Trainer:
             self.schedule.validated(improved)
         p.scores[str(p.step)] = sign * value  # higher is better
         self.save(best=new_best)
-        self.log.record(kind="valid", step=p.step, epoch=p.epoch, dev_loss=loss, dev_ppl=math.exp(min(loss, 50)),
-                        dev_bleu=scores.bleu, dev_chrf=scores.chrf, dev_accuracy=scores.accuracy,
-                        best=new_best, seconds=time.time() - p.started)
-        self.log(f"valid step {p.step}: dev loss {loss:.3f}  ppl {math.exp(min(loss, 50)):.2f}  greedy "
-                 f"{scores.line()}  ({time.time() - t0:.1f}s){'  *best*' if new_best else ''}")
+        self.log.record(
+            kind="valid",
+            step=p.step,
+            epoch=p.epoch,
+            dev_loss=loss,
+            dev_ppl=math.exp(min(loss, 50)),
+            dev_bleu=scores.bleu,
+            dev_chrf=scores.chrf,
+            dev_accuracy=scores.accuracy,
+            best=new_best,
+            seconds=time.time() - p.started,
+        )
+        self.log(
+            f"valid step {p.step}: dev loss {loss:.3f}  ppl {math.exp(min(loss, 50)):.2f}  greedy "
+            f"{scores.line()}  ({time.time() - t0:.1f}s){'  *best*' if new_best else ''}"
+        )
         for src, hyp, ref in list(zip(self.dev.src, hyps, self.dev.tgt))[: self.t.show_examples]:
             self.log(f"    {src!r} -> {hyp!r} (ref {ref!r})")
 
@@ -217,15 +216,24 @@ class Trainer:
         if not self.procs.is_main:
             return
         path = checkpoint_path(self.run_dir, f"step-{self.progress.step:08d}")
-        tokenizers = {"src": self.src_tok.model_proto,
-                      "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto}
-        save_checkpoint({
-            "config": config_to_dict(self.cfg), "tokenizers": tokenizers, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            "progress": self.progress.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng[0]["cpu"], "rng_ranks": rng,  # dropout's random numbers, of every rank
-        }, path)
+        tokenizers = {
+            "src": self.src_tok.model_proto,
+            "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto,
+        }
+        save_checkpoint(
+            {
+                "config": config_to_dict(self.cfg),
+                "tokenizers": tokenizers,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "progress": self.progress.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng[0]["cpu"],
+                "rng_ranks": rng,  # dropout's random numbers, of every rank
+            },
+            path,
+        )
         link_checkpoint(path, checkpoint_path(self.run_dir, "last"))
         if best:
             link_checkpoint(path, checkpoint_path(self.run_dir, "best"))
@@ -234,7 +242,7 @@ class Trainer:
     def _prune_step_files(self, folder: Path) -> None:
         """Delete the step-N.pt files that are neither among the keep_last newest nor the keep_best best."""
         files = {int(p.stem.removeprefix("step-")): p for p in folder.glob("step-*.pt")}
-        newest = sorted(files)[-self.t.keep_last:]
+        newest = sorted(files)[-self.t.keep_last :]
         scores = self.progress.scores
         best = sorted((s for s in files if str(s) in scores), key=lambda s: -scores[str(s)])[: self.t.keep_best]
         for step in set(files) - set(newest) - set(best):
@@ -283,11 +291,15 @@ class Trainer:
         """Train until a stopping rule fires; validate and save at the end."""
         n_params = sum(param.numel() for param in self.model.parameters())
         processes = f", {self.procs.world_size} processes" if self.procs.distributed else ""
-        self.log(f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}{processes}, "
-                 f"{torch.get_num_threads()} threads, {self.t.precision}")
+        self.log(
+            f"run {self.cfg.name} in {self.run_dir}: {n_params:,} parameters, device {self.device}{processes}, "
+            f"{torch.get_num_threads()} threads, {self.t.precision}"
+        )
         if not runtime.fast_precision(self.device, self.t.precision):
-            self.log(f"warning: training.precision is {self.t.precision} but this CPU has no fast "
-                     f"{self.t.precision} matrix products (oneDNN reports none): expect training far slower than fp32")
+            self.log(
+                f"warning: training.precision is {self.t.precision} but this CPU has no fast "
+                f"{self.t.precision} matrix products (oneDNN reports none): expect training far slower than fp32"
+            )
         p, reason = self.progress, self.stop_reason(self.procs.all_sum(self.time_up())[0] > 0)
         self.window = [0.0, 0, time.time()]  # loss x tokens, tokens, start: for the progress line
         with self._stop_signals():
@@ -302,8 +314,7 @@ class Trainer:
             self.save(best=True)
         elif p.last_valid != p.step:
             self.validate(scheduled=False)  # it saves; a scheduled one at this step did already
-        self.log(f"stopped after {p.step} steps, {p.epoch} epochs, "
-                 f"{(time.time() - p.started) / 60:.1f} min: {reason}")
+        self.log(f"stopped after {p.step} steps, {p.epoch} epochs, {(time.time() - p.started) / 60:.1f} min: {reason}")
 
     def _train_epoch(self) -> str | None:
         """The rest of the current epoch (from batch `batches_done`), or until a stopping rule
@@ -314,8 +325,10 @@ class Trainer:
         p, W = self.progress, self.procs.world_size
         batches = self.sampler.epoch_batches(p.epoch)
         if len(batches) < W:
-            raise DataError(f"{self.cfg.data.train}: {len(batches)} batches per epoch, fewer than the {W} "
-                            "processes; lower training.batch_size or start fewer processes")
+            raise DataError(
+                f"{self.cfg.data.train}: {len(batches)} batches per epoch, fewer than the {W} "
+                "processes; lower training.batch_size or start fewer processes"
+            )
         while p.batches_done + W <= len(batches):
             loss, n_tokens = self.train_step(batches[p.batches_done : p.batches_done + W])
             p.batches_done += W
@@ -327,9 +340,11 @@ class Trainer:
             self._report(loss, n_tokens)
             if interrupted:
                 self.save()
-                error = Interrupted(f"{self.interrupted or 'a stop signal'} at step {p.step}: saved "
-                                    f"{checkpoint_path(self.run_dir, 'last')}; continue with: "
-                                    f"nmt train {self.run_dir} --resume")
+                error = Interrupted(
+                    f"{self.interrupted or 'a stop signal'} at step {p.step}: saved "
+                    f"{checkpoint_path(self.run_dir, 'last')}; continue with: "
+                    f"nmt train {self.run_dir} --resume"
+                )
                 error.shown_by_rank0 = not self.procs.is_main
                 raise error
             reason = self.stop_reason(time_up > 0)
@@ -349,8 +364,9 @@ class Trainer:
         text = f"epoch {p.epoch} step {p.step} | loss {w[0] / w[1]:.3f} | {rate:,.0f} tgt tok/s | lr {self.lr:.2e}"
         self.log.progress(text, every=p.step % self.t.log_every == 0)
         if p.step % self.t.log_every == 0:
-            self.log.record(kind="train", step=p.step, epoch=p.epoch, lr=self.lr, loss=w[0] / w[1],
-                            tgt_tokens_per_s=rate)
+            self.log.record(
+                kind="train", step=p.step, epoch=p.epoch, lr=self.lr, loss=w[0] / w[1], tgt_tokens_per_s=rate
+            )
             self.window = [0.0, 0, time.time()]
 
     @contextlib.contextmanager

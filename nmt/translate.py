@@ -7,8 +7,15 @@ from pathlib import Path
 
 import torch
 
-from nmt.checkpoint import (DECODING_FILE, checkpoint_tokenizers, latest_run, load_checkpoint, read_decoding_defaults,
-                            resolve_checkpoint, run_dir_of)
+from nmt.checkpoint import (
+    DECODING_FILE,
+    checkpoint_tokenizers,
+    latest_run,
+    load_checkpoint,
+    read_decoding_defaults,
+    resolve_checkpoint,
+    run_dir_of,
+)
 from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict, replace_checked, resolve_device
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
@@ -44,7 +51,7 @@ class Translator:
         self.model, self.src_tok, self.tgt_tok, self.cfg, self.device = model.eval(), src_tok, tgt_tok, cfg, device
 
     @classmethod
-    def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> "Translator":
+    def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> Translator:
         """Build from a loaded checkpoint dict (see nmt.checkpoint). precision: fp32, bf16 or
         fp16 for the search (default: the config's decoding.precision)."""
         cfg = config_from_dict(state["config"], [f"decoding.precision={precision}"] if precision else [])
@@ -60,7 +67,7 @@ class Translator:
         return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto", precision: str | None = None) -> "Translator":
+    def load(cls, path: str | Path | None = None, device: str = "auto", precision: str | None = None) -> Translator:
         """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run.
 
         Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
@@ -90,8 +97,9 @@ class Translator:
             raise ConfigError(f"{run_dir / DECODING_FILE}: {e}") from None
         return {**state, "config": config}
 
-    def decoding(self, beam: int | None = None, alpha: float | None = None, n_best: int | None = None
-                 ) -> DecodingConfig:
+    def decoding(
+        self, beam: int | None = None, alpha: float | None = None, n_best: int | None = None
+    ) -> DecodingConfig:
         """The decoding options of a call: the run's decoding section with the given values (None:
         the run's default), checked as config keys are (one ConfigError naming the key)."""
         chosen = {"beam_size": beam, "alpha": alpha, "n_best": n_best}
@@ -100,8 +108,14 @@ class Translator:
             raise ConfigError(f"n_best: expected at most the beam size ({d.beam_size}), got {d.n_best}")
         return d
 
-    def search(self, lines: list[str], beam: int | None = None, alpha: float | None = None,
-               n_best: int | None = None, attention: bool = False) -> list[list[Translation]]:
+    def search(
+        self,
+        lines: list[str],
+        beam: int | None = None,
+        alpha: float | None = None,
+        n_best: int | None = None,
+        attention: bool = False,
+    ) -> list[list[Translation]]:
         """The n_best translations of every line, best first. None means the config's default.
 
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
@@ -110,8 +124,9 @@ class Translator:
         options = SearchOptions(d.beam_size, d.alpha, d.length_penalty, d.n_best, attention)
         return self._decode(lines, "greedy" if d.beam_size == 1 else "beam", options)
 
-    def sample(self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0,
-               seed: int | None = None) -> list[list[Translation]]:
+    def sample(
+        self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
+    ) -> list[list[Translation]]:
         """n random translations of every line, drawn from the model (see `nmt.search.sample`).
 
         The same seed gives the same samples. An empty line gives n empty translations.
@@ -121,12 +136,14 @@ class Translator:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed if seed is not None else torch.seed())
         d = self.cfg.decoding
-        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature,
-                                top_k=top_k, generator=generator)
+        options = SearchOptions(
+            alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature, top_k=top_k, generator=generator
+        )
         return self._decode(lines, "sample", options, copies=n)
 
-    def _decode(self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1
-                ) -> list[list[Translation]]:
+    def _decode(
+        self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1
+    ) -> list[list[Translation]]:
         """Every line's outputs by search strategy `strategy` (nmt.search.STRATEGIES), decoded
         `copies` times (sampling): copies x n_best translations per line, in order. Lines are
         batched by length; blank lines are not decoded and get empty translations."""
@@ -145,8 +162,9 @@ class Translator:
                 outputs[line][row % copies] = [self._translation(ids[line], h) for h in nbest]
         return [out if not line.strip() else [t for copy in out for t in copy] for line, out in zip(lines, outputs)]
 
-    def score(self, sources: list[str], targets: list[str] | list[list[int]],
-              alpha: float | None = None) -> list[tuple[float, float]]:
+    def score(
+        self, sources: list[str], targets: list[str] | list[list[int]], alpha: float | None = None
+    ) -> list[tuple[float, float]]:
         """(log P(target | source), length-normalised score) of given translations, as beam
         search would score them with this alpha (default: decoding.alpha). A target is text
         or a list of subword ids (Translation.ids: exactly what the search produced)."""
@@ -177,9 +195,13 @@ class Translator:
     def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
         eos = ["</s>"]
         return Translation(
-            self.tgt_tok.decode(hyp.tokens), hyp.score, hyp.log_prob,
-            self.src_tok.pieces(src_ids) + eos, self.tgt_tok.pieces(hyp.tokens) + eos,
-            None if hyp.attention is None else hyp.attention.float().cpu(), hyp.tokens,
+            self.tgt_tok.decode(hyp.tokens),
+            hyp.score,
+            hyp.log_prob,
+            self.src_tok.pieces(src_ids) + eos,
+            self.tgt_tok.pieces(hyp.tokens) + eos,
+            None if hyp.attention is None else hyp.attention.float().cpu(),
+            hyp.tokens,
         )
 
     def too_long(self, lines: list[str]) -> list[tuple[int, int]]:

@@ -29,8 +29,9 @@ class TuneResult:
     sents_per_s: float
 
 
-def tune(translator: Translator, sources: list[str], references: list[str], beams: list[int],
-         alphas: list[float]) -> list[TuneResult]:
+def tune(
+    translator: Translator, sources: list[str], references: list[str], beams: list[int], alphas: list[float]
+) -> list[TuneResult]:
     """BLEU, length ratio and speed of every (beam, alpha) pair. Greedy search (beam 1) does not
     depend on alpha, so it is decoded once and reported for every alpha."""
     results = []
@@ -85,8 +86,10 @@ class TuneTarget:
 
     def _require_run(self) -> Path:
         if self.run_dir is None:
-            raise DataError(f"--write: {self.checkpoint} is not inside a run directory (RUN_DIR/checkpoints/); "
-                            "the defaults are stored with a run")
+            raise DataError(
+                f"--write: {self.checkpoint} is not inside a run directory (RUN_DIR/checkpoints/); "
+                "the defaults are stored with a run"
+            )
         return self.run_dir
 
     def plot_path(self, plot: str | Path | None = None) -> str | Path:

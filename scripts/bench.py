@@ -43,6 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flops import train_step_flops  # noqa: E402 (scripts/flops.py, beside this file)
+
 from nmt import runtime  # noqa: E402
 from nmt.config import load_config, resolve_device  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
@@ -143,10 +144,16 @@ def main() -> None:
     cfg = load_config(args.config, args.set)
     device = resolve_device(args.device)
     runtime.configure(cfg.training.num_threads)
-    results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine_name(device),
-                     "torch": torch.__version__, "threads": torch.get_num_threads(), "config": args.config}
-    precisions = measurable_precisions(["fp32"] + [x for x in args.precisions.split(",") if x != "fp32"], device,
-                                       results)
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "config": args.config,
+    }
+    precisions = measurable_precisions(
+        ["fp32"] + [x for x in args.precisions.split(",") if x != "fp32"], device, results
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
@@ -210,8 +217,10 @@ def measurable_precisions(asked: list[str], device: torch.device, results: dict)
             out.append(precision)
         else:  # a 2048^2 bf16 product took 58 s on such a CPU: the figures would take hours
             results[f"train_tgt_tokens_per_s{suffix(precision)}"] = None
-            results[f"{precision}_note"] = (f"not measured: this CPU has no {precision} matrix kernels "
-                                            "(oneDNN reports none; AVX-512 BF16 or AMX needed)")
+            results[f"{precision}_note"] = (
+                f"not measured: this CPU has no {precision} matrix kernels "
+                "(oneDNN reports none; AVX-512 BF16 or AMX needed)"
+            )
     return out
 
 

@@ -47,10 +47,14 @@ def fingerprint(run_dir: Path, translate: Path | None) -> dict:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
     dev = [(r["step"], r["dev_loss"], r["dev_bleu"]) for r in records if r.get("kind") == "valid"]
-    out = {"step": state["progress"]["step"], "weights": tensor_hash(state["model"]),
-           "optimizer": tensor_hash(state["optimizer"]),
-           "train_losses": hashlib.sha256(repr(losses).encode()).hexdigest(),
-           "dev": hashlib.sha256(repr(dev).encode()).hexdigest(), "last_loss": losses[-1] if losses else None}
+    out = {
+        "step": state["progress"]["step"],
+        "weights": tensor_hash(state["model"]),
+        "optimizer": tensor_hash(state["optimizer"]),
+        "train_losses": hashlib.sha256(repr(losses).encode()).hexdigest(),
+        "dev": hashlib.sha256(repr(dev).encode()).hexdigest(),
+        "last_loss": losses[-1] if losses else None,
+    }
     if translate is not None:
         from nmt.translate import Translator
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -65,8 +65,13 @@ def nmt_cli() -> Callable[..., subprocess.CompletedProcess]:
     input: str or bytes for stdin (bytes gives bytes back).
     """
 
-    def run(*args: str, input: str | bytes | None = None, state_dir: str | Path | None = None,
-            timeout: float = 300, cwd: str | Path | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str,
+        input: str | bytes | None = None,
+        state_dir: str | Path | None = None,
+        timeout: float = 300,
+        cwd: str | Path | None = None,
+    ) -> subprocess.CompletedProcess:
         env = dict(os.environ)
         env["NMT_STATE_DIR"] = str(state_dir) if state_dir is not None else os.environ["NMT_STATE_DIR"]
         env.pop("PYTHONWARNINGS", None)
@@ -74,15 +79,18 @@ def nmt_cli() -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(
             [sys.executable, "-m", "nmt", *map(str, args)],
             input=input if input is not None else ("" if text else b""),
-            capture_output=True, text=text, encoding="utf-8" if text else None,
-            cwd=str(cwd or REPO_ROOT), env=env, timeout=timeout,
+            capture_output=True,
+            text=text,
+            encoding="utf-8" if text else None,
+            cwd=str(cwd or REPO_ROOT),
+            env=env,
+            timeout=timeout,
         )
 
     return run
 
 
-def check_one_line_error(result: subprocess.CompletedProcess, kind: str, exit_code: int,
-                         only_line: bool = True) -> str:
+def check_one_line_error(result: subprocess.CompletedProcess, kind: str, exit_code: int, only_line: bool = True) -> str:
     """Assert the user-facing error format; return the message after `nmt: KIND: `.
 
     only_line: stderr is exactly that one line (else: it is the last line, and the only
@@ -98,7 +106,7 @@ def check_one_line_error(result: subprocess.CompletedProcess, kind: str, exit_co
     prefix = f"nmt: {kind}: "
     assert lines[-1].startswith(prefix), stderr
     assert sum(line.startswith("nmt: ") for line in lines) == 1, stderr
-    return lines[-1][len(prefix):]
+    return lines[-1][len(prefix) :]
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,10 @@ import os
 
 import pytest
 import torch
+from conftest import tiny_dates_config
 
 import nmt
 from nmt.checkpoint import load_checkpoint
-
-from conftest import tiny_dates_config
 
 
 class RunsCode:
@@ -38,14 +37,24 @@ def test_a_pickled_object_that_would_run_code_is_refused(tmp_path, checkpoint, n
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage,expect", [
-    (lambda s: s["config"]["model"].update(emb_size=24), "weights do not fit its config"),
-    (lambda s: s["tokenizers"].update(src=b"not a sentencepiece model"), "sentencepiece models are missing or corrupt"),
-    (lambda s: s.pop("tokenizers"), "incomplete checkpoint (no tokenizers)"),
-], ids=["incompatible-config", "corrupt-sentencepiece", "no-sentencepiece"])
+@pytest.mark.parametrize(
+    "damage,expect",
+    [
+        (lambda s: s["config"]["model"].update(emb_size=24), "weights do not fit its config"),
+        (
+            lambda s: s["tokenizers"].update(src=b"not a sentencepiece model"),
+            "sentencepiece models are missing or corrupt",
+        ),
+        (lambda s: s.pop("tokenizers"), "incomplete checkpoint (no tokenizers)"),
+    ],
+    ids=["incompatible-config", "corrupt-sentencepiece", "no-sentencepiece"],
+)
 def test_a_checkpoint_that_does_not_fit_names_the_file(tmp_path, checkpoint, damage, expect, nmt_cli, one_line_error):
-    state = {**checkpoint, "config": {k: dict(v) if isinstance(v, dict) else v for k, v in checkpoint["config"].items()},
-             "tokenizers": dict(checkpoint["tokenizers"])}
+    state = {
+        **checkpoint,
+        "config": {k: dict(v) if isinstance(v, dict) else v for k, v in checkpoint["config"].items()},
+        "tokenizers": dict(checkpoint["tokenizers"]),
+    }
     damage(state)
     path = tmp_path / "bad.pt"
     torch.save(state, path)

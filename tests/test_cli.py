@@ -28,13 +28,22 @@ NBEST = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
 # A smaller model than configs/dates.yaml's, so that the run takes about half a minute on a CPU
 # (one thread: these tiny matrices gain nothing from more); 300 steps of it reach about 98% exact
 # match on the dev set.
-SMALL_MODEL = ["model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64",
-               "model.attention_size=64"]
+SMALL_MODEL = ["model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64", "model.attention_size=64"]
 
 
 def train_args(run_dir: Path, data: Path, *sets: str) -> list[str]:
-    args = ["train", "configs/dates.yaml", "--set", f"run_dir={run_dir}", "--set", f"data.train={data}/train",
-            "--set", f"data.dev={data}/dev", "--set", f"data.test={data}/test"]
+    args = [
+        "train",
+        "configs/dates.yaml",
+        "--set",
+        f"run_dir={run_dir}",
+        "--set",
+        f"data.train={data}/train",
+        "--set",
+        f"data.dev={data}/dev",
+        "--set",
+        f"data.test={data}/test",
+    ]
     for s in (*SMALL_MODEL, "training.max_minutes=0", "training.num_threads=1", *sets):
         args += ["--set", s]
     return args
@@ -52,8 +61,11 @@ def trained(tmp_path_factory, dates_dir, nmt_cli):
     """One tiny dates run: (run_dir, data_dir, state_dir, the train CompletedProcess)."""
     base = tmp_path_factory.mktemp("trained")
     run_dir, state = base / "run", base / "state"
-    result = nmt_cli(*train_args(run_dir, dates_dir, "training.max_steps=300", "training.valid_every=100",
-                                 "training.log_every=25"), state_dir=state, timeout=600)
+    result = nmt_cli(
+        *train_args(run_dir, dates_dir, "training.max_steps=300", "training.valid_every=100", "training.log_every=25"),
+        state_dir=state,
+        timeout=600,
+    )
     if result.returncode != 0:
         pytest.fail(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return run_dir, dates_dir, state, result
@@ -88,8 +100,16 @@ def test_train_succeeds_without_traceback(trained):
 
 def test_run_dir_contents(trained):
     run_dir, data, _, _ = trained
-    for name in ("config.yaml", "spm.src.model", "spm.tgt.model", "checkpoints/best.pt", "checkpoints/last.pt",
-                 "metrics.jsonl", "train.log", "test.hyp"):
+    for name in (
+        "config.yaml",
+        "spm.src.model",
+        "spm.tgt.model",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "metrics.jsonl",
+        "train.log",
+        "test.hyp",
+    ):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "spm.model").exists()  # dates.yaml has joint: false
     cfg = load_config(run_dir / "config.yaml")
@@ -158,13 +178,17 @@ def test_translate_in_bf16_agrees_with_fp32_and_fp16_is_refused_on_the_cpu(train
     translations, one line per input; fp16 is for GPUs."""
     _, data, _, _ = trained
     lines = read_lines(data / "test.src")
-    out = {p: run_nmt("translate", "--precision", p, "--beam", "3", input="".join(x + "\n" for x in lines))
-           for p in ("fp32", "bf16")}
+    out = {
+        p: run_nmt("translate", "--precision", p, "--beam", "3", input="".join(x + "\n" for x in lines))
+        for p in ("fp32", "bf16")
+    }
     assert all(r.returncode == 0 for r in out.values()), out["bf16"].stderr
     fp32, bf16 = (out[p].stdout.splitlines() for p in ("fp32", "bf16"))
     assert len(bf16) == len(fp32) == len(lines)
     assert sum(a == b for a, b in zip(fp32, bf16)) >= 0.9 * len(lines)
-    message = one_line_error(run_nmt("translate", "--device", "cpu", "--precision", "fp16", input="3 May 1979\n"), "config error", 2)
+    message = one_line_error(
+        run_nmt("translate", "--device", "cpu", "--precision", "fp16", input="3 May 1979\n"), "config error", 2
+    )
     assert message == "--precision: fp16 is for GPUs; on the CPU use bf16 (or fp32)"
 
 
@@ -239,8 +263,9 @@ def test_translate_n_best_empty_lines_still_k_lines(run_nmt):
 
 
 def test_translate_n_best_larger_than_beam_is_a_config_error(run_nmt, one_line_error):
-    message = one_line_error(run_nmt("translate", "--n-best", "4", "--beam", "2", input="3 May 1979\n"),
-                                   "config error", 2)
+    message = one_line_error(
+        run_nmt("translate", "--n-best", "4", "--beam", "2", input="3 May 1979\n"), "config error", 2
+    )
     assert "n_best" in message
 
 
@@ -311,8 +336,12 @@ def test_bleu_matches_sacrebleu_cli(trained, run_nmt):
     hyp, ref = run_dir / "test.hyp", data / "test.tgt"
     ours = run_nmt("bleu", hyp, ref)
     assert ours.returncode == 0, ours.stderr
-    theirs = subprocess.run([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-f", "text"],
-                            capture_output=True, text=True, timeout=120)
+    theirs = subprocess.run(
+        [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-f", "text"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert theirs.returncode == 0, theirs.stderr
     assert ours.stdout.splitlines()[0] == theirs.stdout.splitlines()[0]
 
@@ -346,8 +375,9 @@ def test_train_refuses_an_existing_run_unless_overwrite(trained, nmt_cli, tmp_pa
 
 def test_train_missing_training_file(nmt_cli, tmp_path, one_line_error):
     prefix = tmp_path / "nope" / "train"
-    result = nmt_cli(*train_args(tmp_path / "run", tmp_path / "nope", "data.generate=null", "data.dev=''",
-                                 "data.test=''"))
+    result = nmt_cli(
+        *train_args(tmp_path / "run", tmp_path / "nope", "data.generate=null", "data.dev=''", "data.test=''")
+    )
     message = one_line_error(result, "data error", 1, only_line=False)
     assert str(prefix) + ".src" in message, message
 
@@ -394,8 +424,7 @@ def test_translate_invalid_utf8_in_input_file(run_nmt, tmp_path, one_line_error)
 
 
 def test_translate_nonexistent_model(nmt_cli, one_line_error):
-    message = one_line_error(nmt_cli("translate", "-m", "/nonexistent", input="3 May 1979\n"),
-                                   "checkpoint error", 1)
+    message = one_line_error(nmt_cli("translate", "-m", "/nonexistent", input="3 May 1979\n"), "checkpoint error", 1)
     assert "/nonexistent" in message
 
 
@@ -434,10 +463,12 @@ def test_corrupt_checkpoints(trained, nmt_cli, tmp_path, one_line_error):
 
 
 def test_corrupt_checkpoint_pickle_opcodes(nmt_cli, tmp_path, one_line_error):
-    cases = [b"this is not a checkpoint\n",  # 't': pop_mark on an empty stack -> IndexError
-             b"R",  # REDUCE on an empty stack -> IndexError
-             b"h\x05",  # BINGET of a memo entry that does not exist -> KeyError
-             bytes(random.Random(15).randrange(256) for _ in range(1977))]
+    cases = [
+        b"this is not a checkpoint\n",  # 't': pop_mark on an empty stack -> IndexError
+        b"R",  # REDUCE on an empty stack -> IndexError
+        b"h\x05",  # BINGET of a memo entry that does not exist -> KeyError
+        bytes(random.Random(15).randrange(256) for _ in range(1977)),
+    ]
     for i, data in enumerate(cases):
         path = tmp_path / f"bad{i}.pt"
         path.write_bytes(data)

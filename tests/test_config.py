@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from nmt.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    reference_yaml,
     save_config,
 )
 from nmt.errors import ConfigError, NmtError
@@ -130,9 +132,15 @@ def test_values_from_a_file(tmp_path):
 
 def test_resolved_config_round_trips(tmp_path):
     """What a checkpoint stores (config_to_dict) and run_dir/config.yaml load back identically."""
-    cfg = config_from_dict({"name": "rt", "model": {"rnn_type": "gru", "attention": "luong_general"},
-                            "tokenizer": {"joint": False, "src_model": "a.model", "tgt_model": "b.model"},
-                            "training": {"lr": 3e-4, "max_minutes": 1.5}, "data": {"generate": "dates"}})
+    cfg = config_from_dict(
+        {
+            "name": "rt",
+            "model": {"rnn_type": "gru", "attention": "luong_general"},
+            "tokenizer": {"joint": False, "src_model": "a.model", "tgt_model": "b.model"},
+            "training": {"lr": 3e-4, "max_minutes": 1.5},
+            "data": {"generate": "dates"},
+        }
+    )
     assert config_from_dict(config_to_dict(cfg)) == cfg
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
@@ -147,15 +155,18 @@ def test_config_from_dict_does_not_modify_its_argument():
 # --- unknown keys -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw,path", [
-    ({"learning_rate": 0.1}, "learning_rate"),
-    ({"trainig": {"lr": 0.1}}, "trainig"),
-    ({"training": {"learning_rate": 0.1}}, "training.learning_rate"),
-    ({"model": {"hidden_size": 10}}, "model.hidden_size"),
-    ({"decoding": {"beam": 3}}, "decoding.beam"),
-    ({"data": {"src": "de"}}, "data.src"),
-    ({"tokenizer": {"vocab": 10}}, "tokenizer.vocab"),
-])
+@pytest.mark.parametrize(
+    "raw,path",
+    [
+        ({"learning_rate": 0.1}, "learning_rate"),
+        ({"trainig": {"lr": 0.1}}, "trainig"),
+        ({"training": {"learning_rate": 0.1}}, "training.learning_rate"),
+        ({"model": {"hidden_size": 10}}, "model.hidden_size"),
+        ({"decoding": {"beam": 3}}, "decoding.beam"),
+        ({"data": {"src": "de"}}, "data.src"),
+        ({"tokenizer": {"vocab": 10}}, "tokenizer.vocab"),
+    ],
+)
 def test_unknown_key_names_its_path(raw, path):
     message = config_error(raw)
     assert message.startswith(f"{path}: unknown key"), message
@@ -188,29 +199,32 @@ def test_error_messages_are_one_line():
 # --- wrong types ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path,value", [
-    ("training.batch_size", "abc"),      # string for int
-    ("training.batch_size", "100"),      # a quoted number is still a string
-    ("training.batch_size", 1.5),        # float for int
-    ("training.batch_size", 100.0),      # even an integral float
-    ("training.batch_size", True),       # bool for int (bool is an int subclass in Python)
-    ("seed", False),
-    ("training.lr", "abc"),              # string for float
-    ("training.lr", [1e-3]),             # list for float
-    ("training.lr", True),               # bool for float
-    ("training.lr", {"value": 1}),
-    ("model.dropout", "0.1.2"),
-    ("model.input_feeding", "yes"),      # string for bool (YAML 1.1 `yes` is already a bool)
-    ("model.input_feeding", 1),          # int for bool
-    ("model.input_feeding", 0.0),
-    ("tokenizer.joint", "true"),
-    ("name", True),                      # bool for string
-    ("name", ["a"]),
-    ("data.train", {"prefix": "x"}),
-    ("tokenizer.model", ["a.model"]),    # Optional[str]
-    ("data.generate", True),             # Optional[Literal]
-    ("model.rnn_type", 1),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("training.batch_size", "abc"),  # string for int
+        ("training.batch_size", "100"),  # a quoted number is still a string
+        ("training.batch_size", 1.5),  # float for int
+        ("training.batch_size", 100.0),  # even an integral float
+        ("training.batch_size", True),  # bool for int (bool is an int subclass in Python)
+        ("seed", False),
+        ("training.lr", "abc"),  # string for float
+        ("training.lr", [1e-3]),  # list for float
+        ("training.lr", True),  # bool for float
+        ("training.lr", {"value": 1}),
+        ("model.dropout", "0.1.2"),
+        ("model.input_feeding", "yes"),  # string for bool (YAML 1.1 `yes` is already a bool)
+        ("model.input_feeding", 1),  # int for bool
+        ("model.input_feeding", 0.0),
+        ("tokenizer.joint", "true"),
+        ("name", True),  # bool for string
+        ("name", ["a"]),
+        ("data.train", {"prefix": "x"}),
+        ("tokenizer.model", ["a.model"]),  # Optional[str]
+        ("data.generate", True),  # Optional[Literal]
+        ("model.rnn_type", 1),
+    ],
+)
 def test_wrong_type_names_key_and_value(path, value):
     message = config_error(nested(path, value))
     assert message.startswith(f"{path}: expected "), message
@@ -222,22 +236,28 @@ def test_the_documented_message_for_a_string_lr():
     assert message.startswith("training.lr: expected") and message.endswith("got 'abc'"), message
 
 
-@pytest.mark.parametrize("path,value,expected", [
-    ("training.lr", 1, 1.0),
-    ("training.lr", "3e-4", 3e-4),
-    ("training.lr", "0.5", 0.5),
-    ("model.dropout", 0, 0.0),
-    ("name", 123, "123"),                # numbers are fine where a string is expected (file names)
-    ("data.train", 2024, "2024"),
-])
+@pytest.mark.parametrize(
+    "path,value,expected",
+    [
+        ("training.lr", 1, 1.0),
+        ("training.lr", "3e-4", 3e-4),
+        ("training.lr", "0.5", 0.5),
+        ("model.dropout", 0, 0.0),
+        ("name", 123, "123"),  # numbers are fine where a string is expected (file names)
+        ("data.train", 2024, "2024"),
+    ],
+)
 def test_lenient_conversions(path, value, expected):
     got = get(config_from_dict(nested(path, value)), path)
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("path,value", [
-    ("training.lr", 10**400),            # an int too large for a float: YAML `lr: 1000...0`
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("training.lr", 10**400),  # an int too large for a float: YAML `lr: 1000...0`
+    ],
+)
 def test_huge_integer_for_a_float_is_a_config_error(path, value):
     config_error(nested(path, value))
 
@@ -245,45 +265,51 @@ def test_huge_integer_for_a_float_is_a_config_error(path, value):
 # --- ranges -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path,value", [
-    ("training.lr", -1e-3),
-    ("training.lr", 0),
-    ("training.lr", "-3e-4"),
-    ("training.lr", "nan"),
-    ("model.dropout", 1.0),
-    ("model.dropout", -0.1),
-    ("training.label_smoothing", 1.0),
-    ("tokenizer.vocab_size", 0),
-    ("tokenizer.vocab_size", -5),
-    ("training.batch_size", 0),
-    ("training.weight_decay", -1),
-    ("training.max_steps", -1),
-    ("training.valid_every", 0),
-    ("decoding.beam_size", 0),
-    ("decoding.n_best", 0),
-    ("decoding.max_length_ratio", 0),
-    ("model.emb_size", 0),
-    ("model.enc_layers", 0),
-    ("data.max_src_length", 0),
-    ("tokenizer.character_coverage", 0),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("training.lr", -1e-3),
+        ("training.lr", 0),
+        ("training.lr", "-3e-4"),
+        ("training.lr", "nan"),
+        ("model.dropout", 1.0),
+        ("model.dropout", -0.1),
+        ("training.label_smoothing", 1.0),
+        ("tokenizer.vocab_size", 0),
+        ("tokenizer.vocab_size", -5),
+        ("training.batch_size", 0),
+        ("training.weight_decay", -1),
+        ("training.max_steps", -1),
+        ("training.valid_every", 0),
+        ("decoding.beam_size", 0),
+        ("decoding.n_best", 0),
+        ("decoding.max_length_ratio", 0),
+        ("model.emb_size", 0),
+        ("model.enc_layers", 0),
+        ("data.max_src_length", 0),
+        ("tokenizer.character_coverage", 0),
+    ],
+)
 def test_out_of_range_names_key_and_value(path, value):
     message = config_error(nested(path, value))
     assert message.startswith(f"{path}: expected "), message
     assert "got " in message
 
 
-@pytest.mark.parametrize("path,value", [
-    ("model.dropout", 0.0),
-    ("model.dropout", 0.999),
-    ("training.max_steps", 0),
-    ("training.weight_decay", 0),
-    ("training.clip_norm", 0),
-    ("tokenizer.vocab_size", 1),
-    ("decoding.beam_size", 1),
-    ("training.lr", 1e-9),
-    ("decoding.alpha", 0),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        ("model.dropout", 0.0),
+        ("model.dropout", 0.999),
+        ("training.max_steps", 0),
+        ("training.weight_decay", 0),
+        ("training.clip_norm", 0),
+        ("tokenizer.vocab_size", 1),
+        ("decoding.beam_size", 1),
+        ("training.lr", 1e-9),
+        ("decoding.alpha", 0),
+    ],
+)
 def test_boundary_values_are_accepted(path, value):
     assert get(config_from_dict(nested(path, value)), path) == value
 
@@ -297,9 +323,12 @@ def test_range_error_message_shape():
 
 # --- choices ----------------------------------------------------------------------------------
 
-LITERALS = [(path, tp) for path, tp, _ in LEAVES
-            if typing.get_origin(tp) is typing.Literal
-            or any(typing.get_origin(a) is typing.Literal for a in typing.get_args(tp))]
+LITERALS = [
+    (path, tp)
+    for path, tp, _ in LEAVES
+    if typing.get_origin(tp) is typing.Literal
+    or any(typing.get_origin(a) is typing.Literal for a in typing.get_args(tp))
+]
 
 
 def choices(tp) -> tuple:
@@ -380,9 +409,19 @@ def test_every_leaf_rejects_a_value_of_another_type(path, tp, f):
 
 
 def test_set_parses_values_as_yaml():
-    cfg = config_from_dict({}, ["training.batch_size=100", "model.input_feeding=false", "name=my run",
-                                "training.lr=0.5", "data.generate=dates", "tokenizer.model=null",
-                                'run_dir="123"', "seed=42"])
+    cfg = config_from_dict(
+        {},
+        [
+            "training.batch_size=100",
+            "model.input_feeding=false",
+            "name=my run",
+            "training.lr=0.5",
+            "data.generate=dates",
+            "tokenizer.model=null",
+            'run_dir="123"',
+            "seed=42",
+        ],
+    )
     assert cfg.training.batch_size == 100
     assert cfg.model.input_feeding is False
     assert cfg.name == "my run"
@@ -427,20 +466,23 @@ def test_set_key_is_stripped():
     assert config_from_dict({}, [" training.lr =0.25"]).training.lr == 0.25
 
 
-@pytest.mark.parametrize("item,start", [
-    ("training.lr", "--set training.lr"),               # no '='
-    ("training.lr=abc", "training.lr: expected"),
-    ("training.lr=", "training.lr: expected"),         # empty means null
-    ("training.foo=1", "training.foo: unknown key"),
-    ("foo.bar=1", "foo: unknown key"),
-    ("foo=1", "foo: unknown key"),
-    ("model.rnn_type=foo", "model.rnn_type: expected one of"),
-    ("decoding.beam_size=0", "decoding.beam_size: expected"),
-    ("training.batch_size=1.5", "training.batch_size: expected"),
-    ("training=3", "training: expected a mapping"),
-    ("run_dir.x=1", "run_dir"),
-    ("training.lr=[1", "training.lr: expected"),       # not YAML: taken as a string
-])
+@pytest.mark.parametrize(
+    "item,start",
+    [
+        ("training.lr", "--set training.lr"),  # no '='
+        ("training.lr=abc", "training.lr: expected"),
+        ("training.lr=", "training.lr: expected"),  # empty means null
+        ("training.foo=1", "training.foo: unknown key"),
+        ("foo.bar=1", "foo: unknown key"),
+        ("foo=1", "foo: unknown key"),
+        ("model.rnn_type=foo", "model.rnn_type: expected one of"),
+        ("decoding.beam_size=0", "decoding.beam_size: expected"),
+        ("training.batch_size=1.5", "training.batch_size: expected"),
+        ("training=3", "training: expected a mapping"),
+        ("run_dir.x=1", "run_dir"),
+        ("training.lr=[1", "training.lr: expected"),  # not YAML: taken as a string
+    ],
+)
 def test_bad_set(item, start):
     message = config_error({}, [item])
     assert message.startswith(start), message
@@ -469,33 +511,41 @@ def test_tie_embeddings_needs_emb_equal_to_decoder_size():
     config_from_dict({"model": {"tie_embeddings": False, "emb_size": 64, "dec_hidden_size": 128}})
 
 
-@pytest.mark.parametrize("tok,key", [
-    ({"joint": True, "src_model": "a.model"}, "tokenizer.src_model"),
-    ({"joint": True, "tgt_model": "b.model"}, "tokenizer."),
-    ({"joint": True, "src_model": "a.model", "tgt_model": "b.model"}, "tokenizer.src_model"),
-    ({"joint": False, "model": "j.model"}, "tokenizer.model"),
-    ({"joint": False, "src_model": "a.model"}, "tokenizer.src_model"),
-    ({"joint": False, "tgt_model": "b.model"}, "tokenizer."),
-])
+@pytest.mark.parametrize(
+    "tok,key",
+    [
+        ({"joint": True, "src_model": "a.model"}, "tokenizer.src_model"),
+        ({"joint": True, "tgt_model": "b.model"}, "tokenizer."),
+        ({"joint": True, "src_model": "a.model", "tgt_model": "b.model"}, "tokenizer.src_model"),
+        ({"joint": False, "model": "j.model"}, "tokenizer.model"),
+        ({"joint": False, "src_model": "a.model"}, "tokenizer.src_model"),
+        ({"joint": False, "tgt_model": "b.model"}, "tokenizer."),
+    ],
+)
 def test_tokenizer_model_combinations_that_are_refused(tok, key):
     message = config_error({"tokenizer": tok})
     assert message.startswith(key), message
 
 
-@pytest.mark.parametrize("tok", [
-    {"joint": True},
-    {"joint": True, "model": "j.model"},
-    {"joint": False},
-    {"joint": False, "src_model": "a.model", "tgt_model": "b.model"},
-])
+@pytest.mark.parametrize(
+    "tok",
+    [
+        {"joint": True},
+        {"joint": True, "model": "j.model"},
+        {"joint": False},
+        {"joint": False, "src_model": "a.model", "tgt_model": "b.model"},
+    ],
+)
 def test_tokenizer_model_combinations_that_are_fine(tok):
     cfg = config_from_dict({"tokenizer": tok})
     assert cfg.tokenizer.joint is tok["joint"]
 
 
 def test_cross_checks_see_overrides():
-    config_error({"model": {"enc_hidden_size": 64, "dec_hidden_size": 128}}, ["model.attention=luong_dot",
-                                                                              "model.enc_hidden_size=32"])
+    config_error(
+        {"model": {"enc_hidden_size": 64, "dec_hidden_size": 128}},
+        ["model.attention=luong_dot", "model.enc_hidden_size=32"],
+    )
     cfg = config_from_dict({"model": {"attention": "luong_dot"}}, ["model.dec_hidden_size=512"])
     assert cfg.model.dec_hidden_size == 512
 
@@ -521,12 +571,15 @@ def test_directory_or_non_utf8_config(tmp_path):
     assert str(bad) in str(info.value)
 
 
-@pytest.mark.parametrize("text,lines", [
-    ("name: x\n  bad: indent\n", {2}),
-    ("name: x\ntraining:\n\tlr: 1\n", {3}),
-    ("name: x\ntraining:\n  lr: [1, 2\nmodel:\n  emb_size: 3\n", {3, 4}),
-    ("name: x\nseed: 1\nrun_dir: 'open\n", {3, 4}),
-])
+@pytest.mark.parametrize(
+    "text,lines",
+    [
+        ("name: x\n  bad: indent\n", {2}),
+        ("name: x\ntraining:\n\tlr: 1\n", {3}),
+        ("name: x\ntraining:\n  lr: [1, 2\nmodel:\n  emb_size: 3\n", {3, 4}),
+        ("name: x\nseed: 1\nrun_dir: 'open\n", {3, 4}),
+    ],
+)
 def test_invalid_yaml_names_file_and_line(tmp_path, text, lines):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -534,7 +587,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path, text, lines):
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path} line "), message
-    assert int(message[len(f"{path} line "):].split(":")[0]) in lines, message
+    assert int(message[len(f"{path} line ") :].split(":")[0]) in lines, message
     assert "not valid YAML" in message
 
 
@@ -555,14 +608,17 @@ def test_nested_error_from_a_file(tmp_path):
 # --- through the CLI ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,sets,key", [
-    ("training:\n  lr: abc\n", [], "training.lr"),
-    ("training:\n  learning_rate: 0.1\n", [], "training.learning_rate"),
-    ("model:\n  rnn_type: foo\n", [], "model.rnn_type"),
-    ("name: x\n", ["training.lr=-1"], "training.lr"),
-    ("name: x\n", ["model.dropout=1.0"], "model.dropout"),
-    ("name: x\n", ["decoding.beam_size=[1, 2]"], "decoding.beam_size"),
-])
+@pytest.mark.parametrize(
+    "text,sets,key",
+    [
+        ("training:\n  lr: abc\n", [], "training.lr"),
+        ("training:\n  learning_rate: 0.1\n", [], "training.learning_rate"),
+        ("model:\n  rnn_type: foo\n", [], "model.rnn_type"),
+        ("name: x\n", ["training.lr=-1"], "training.lr"),
+        ("name: x\n", ["model.dropout=1.0"], "model.dropout"),
+        ("name: x\n", ["decoding.beam_size=[1, 2]"], "decoding.beam_size"),
+    ],
+)
 def test_cli_train_bad_config_is_one_line_exit_2(tmp_path, nmt_cli, one_line_error, text, sets, key):
     config = tmp_path / "bad.yaml"
     run_dir = tmp_path / "run"
@@ -596,6 +652,7 @@ def test_cli_set_without_equals(tmp_path, nmt_cli, one_line_error):
 
 # --- fuzzing through the command line ---------------------------------------------------------
 
+
 def fuzz_values(tp, f) -> list[tuple[str, object]]:
     """(kind, value) pairs that key must refuse: a wrong type, out of range, missing (null)."""
     values = [("wrong type", [1, 2])]
@@ -619,8 +676,17 @@ def test_nmt_train_refuses_every_bad_value_with_one_line_naming_the_key(path, ki
     from nmt.cli import main
 
     config = tmp_path / "bad.yaml"
-    config.write_text(yaml.safe_dump({**nested(path, value), "run_dir": str(tmp_path / "run")}
-                                     if path != "run_dir" else nested(path, value)))
+    config.write_text(
+        yaml.safe_dump(
+            {**nested(path, value), "run_dir": str(tmp_path / "run")} if path != "run_dir" else nested(path, value)
+        )
+    )
     assert main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"nmt: config error: {path}: "), err
+
+
+def test_reference_config_is_generated_from_the_defaults():
+    text = (Path(__file__).resolve().parents[1] / "configs" / "reference.yaml").read_text(encoding="utf-8")
+    assert text == reference_yaml(), "regenerate configs/reference.yaml from nmt.config.reference_yaml()"
+    assert config_from_dict(yaml.safe_load(text)) == Config()

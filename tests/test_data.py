@@ -39,20 +39,23 @@ def write(path, data: bytes):
     return path
 
 
-@pytest.mark.parametrize("data,lines", [
-    (b"a\nb c\n", ["a", "b c"]),
-    (b"a\nb c", ["a", "b c"]),                     # no final newline
-    (b"a\r\nb\r\n", ["a", "b"]),                   # CRLF
-    (b"a\r\nb", ["a", "b"]),                       # CRLF, no final newline
-    (b"", []),                                     # empty file
-    (b"\n", [""]),                                 # one empty line
-    (b"\n\n", ["", ""]),
-    (b"a\n\nb\n", ["a", "", "b"]),                 # empty lines inside are kept (alignment!)
-    (b"  \n\t\n", ["  ", "\t"]),                   # whitespace is kept as is
-    (b"a\rb\n", ["a\rb"]),                         # a lone CR is not a line break
-    ("x\u2028y\x85z\x0cw\n".encode(), ["x\u2028y\x85z\x0cw"]),  # nor are Unicode separators
-    ("Grüße, 世界 ☃\n".encode(), ["Grüße, 世界 ☃"]),
-])
+@pytest.mark.parametrize(
+    "data,lines",
+    [
+        (b"a\nb c\n", ["a", "b c"]),
+        (b"a\nb c", ["a", "b c"]),  # no final newline
+        (b"a\r\nb\r\n", ["a", "b"]),  # CRLF
+        (b"a\r\nb", ["a", "b"]),  # CRLF, no final newline
+        (b"", []),  # empty file
+        (b"\n", [""]),  # one empty line
+        (b"\n\n", ["", ""]),
+        (b"a\n\nb\n", ["a", "", "b"]),  # empty lines inside are kept (alignment!)
+        (b"  \n\t\n", ["  ", "\t"]),  # whitespace is kept as is
+        (b"a\rb\n", ["a\rb"]),  # a lone CR is not a line break
+        ("x\u2028y\x85z\x0cw\n".encode(), ["x\u2028y\x85z\x0cw"]),  # nor are Unicode separators
+        ("Grüße, 世界 ☃\n".encode(), ["Grüße, 世界 ☃"]),
+    ],
+)
 def test_read_lines(tmp_path, data, lines):
     assert read_lines(write(tmp_path / "f.txt", data)) == lines
     gz = tmp_path / "f.txt.gz"
@@ -68,12 +71,15 @@ def test_read_lines_matches_str_splitlines_on_plain_text(tmp_path):
     assert read_lines(path) == lines
 
 
-@pytest.mark.parametrize("data,line,byte", [
-    (b"\xff\n", 1, 0xFF),
-    (b"ok\nfine\nbad \xe9 latin-1\nok\n", 3, 0xE9),
-    (b"a\r\nb\r\n\x80", 3, 0x80),
-    ("ok\n".encode() + "é".encode()[:1] + b"\n", 2, 0xC3),   # a truncated 2-byte sequence
-])
+@pytest.mark.parametrize(
+    "data,line,byte",
+    [
+        (b"\xff\n", 1, 0xFF),
+        (b"ok\nfine\nbad \xe9 latin-1\nok\n", 3, 0xE9),
+        (b"a\r\nb\r\n\x80", 3, 0x80),
+        (b"ok\n" + "é".encode()[:1] + b"\n", 2, 0xC3),  # a truncated 2-byte sequence
+    ],
+)
 @pytest.mark.parametrize("compressed", [False, True])
 def test_read_lines_invalid_utf8_names_file_and_line(tmp_path, data, line, byte, compressed):
     path = tmp_path / ("f.txt.gz" if compressed else "f.txt")
@@ -198,10 +204,10 @@ def test_make_batch_invariants_on_random_data():
             s, t = len(src[r]), len(tgt[r])
             assert b.src_lengths[r] == s + 1
             assert b.src[r, :s].tolist() == src[r] and b.src[r, s] == EOS
-            assert (b.src[r, s + 1:] == PAD).all()
-            assert b.tgt_in[r, 0] == BOS and b.tgt_in[r, 1:t + 1].tolist() == tgt[r]
+            assert (b.src[r, s + 1 :] == PAD).all()
+            assert b.tgt_in[r, 0] == BOS and b.tgt_in[r, 1 : t + 1].tolist() == tgt[r]
             assert b.tgt_out[r, :t].tolist() == tgt[r] and b.tgt_out[r, t] == EOS
-            assert (b.tgt_in[r, t + 1:] == PAD).all() and (b.tgt_out[r, t + 1:] == PAD).all()
+            assert (b.tgt_in[r, t + 1 :] == PAD).all() and (b.tgt_out[r, t + 1 :] == PAD).all()
         assert b.n_tgt_tokens == sum(map(len, tgt)) + n
 
 
@@ -317,7 +323,7 @@ def test_bucketing_pads_less_than_random_batching():
     rng.shuffle(order)
     random_batches, start = [], 0
     for b in batches:
-        random_batches.append(order[start:start + len(b)])
+        random_batches.append(order[start : start + len(b)])
         start += len(b)
     randomly = padding_fraction(SRC, TGT, random_batches)
     assert bucketed < 0.2, bucketed
@@ -469,8 +475,9 @@ def test_bad_tokenizer_files(tmp_path):
 def test_model_with_other_special_ids_is_refused(tmp_path, dates_text):
     src, _, _, _ = dates_text
     proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(src[:300]), model_writer=proto, vocab_size=100,
-                                   hard_vocab_limit=False, minloglevel=2)  # sentencepiece's defaults: unk 0
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(src[:300]), model_writer=proto, vocab_size=100, hard_vocab_limit=False, minloglevel=2
+    )  # sentencepiece's defaults: unk 0
     with pytest.raises(ConfigError, match="0/1/2/3"):
         Tokenizer(proto.getvalue())
 

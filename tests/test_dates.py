@@ -11,16 +11,27 @@ import pytest
 
 from nmt.data import dates
 
-MONTHS = ["january", "february", "march", "april", "may", "june", "july",
-          "august", "september", "october", "november", "december"]
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday",
-            "saturday", "sunday"]
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 SUFFIX = {1: "st", 2: "nd", 3: "rd", 21: "st", 22: "nd", 23: "rd", 31: "st"}
 
 MON = r"(?P<mon>[A-Za-z]+)"
 WD = r"(?P<wd>[A-Za-z]+)"
-D = r"(?P<d>[1-9]|[12]\d|3[01])"         # unpadded day
-DD = r"(?P<d>0[1-9]|[12]\d|3[01])"       # zero-padded day
+D = r"(?P<d>[1-9]|[12]\d|3[01])"  # unpadded day
+DD = r"(?P<d>0[1-9]|[12]\d|3[01])"  # zero-padded day
 MM = r"(?P<m>0[1-9]|1[0-2])"
 M = r"(?P<m>[1-9]|1[0-2])"
 Y = r"(?P<y>\d{4})"
@@ -82,8 +93,12 @@ def test_patterns_cover_formats() -> None:
 def test_format_round_trips(fmt) -> None:
     rng = random.Random(7)
     days = [dates.random_date(rng) for _ in range(400)]
-    days += [datetime.date(2000, 2, 29), datetime.date(1900, 1, 1),
-             datetime.date(2099, 12, 31), datetime.date(1991, 3, 12)]
+    days += [
+        datetime.date(2000, 2, 29),
+        datetime.date(1900, 1, 1),
+        datetime.date(2099, 12, 31),
+        datetime.date(1991, 3, 12),
+    ]
     days += [datetime.date(1991, 1, n) for n in range(1, 32)]
     for d in days:
         s = fmt(d, rng)
@@ -99,10 +114,10 @@ def test_examples_from_brief() -> None:
     assert dates.compact(d, rng) == "19910312"
     assert dates.dd_month_year(datetime.date(1979, 5, 3), rng).lower() == "03 may 1979"
     assert dates.weekday_month_day_year(d, rng).lower() in {
-        f"{w}, {m} 12 1991" for w in ("tuesday", "tue") for m in ("march", "mar")}
+        f"{w}, {m} 12 1991" for w in ("tuesday", "tue") for m in ("march", "mar")
+    }
     got = [dates.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 31, 111)]
-    assert got == ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th",
-                   "21st", "22nd", "23rd", "31st", "111th"]
+    assert got == ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "31st", "111th"]
 
 
 def test_case_and_abbreviation_variants() -> None:
@@ -154,8 +169,7 @@ def test_write_splits(tmp_path: Path) -> None:
         assert len(src) == len(tgt) == n
         assert len(set(src)) == n
         for s, t in zip(src, tgt):
-            assert datetime.date.fromisoformat(t) in {
-                parse(name, s) for name in PATTERNS}
+            assert datetime.date.fromisoformat(t) in {parse(name, s) for name in PATTERNS}
         srcs[split] = set(src)
     assert not srcs["train"] & srcs["dev"]
     assert not srcs["train"] & srcs["test"]
@@ -173,17 +187,20 @@ def test_write_splits(tmp_path: Path) -> None:
 def test_ensure_dates_data(tmp_path: Path, monkeypatch) -> None:
     calls = []
     real = dates.write_splits
-    monkeypatch.setattr(dates, "write_splits",
-                        lambda out, **kw: calls.append(out) or real(
-                            out, seed=kw.get("seed", 1234),
-                            sizes={"train": 50, "dev": 5, "test": 5}))
+    monkeypatch.setattr(
+        dates,
+        "write_splits",
+        lambda out, **kw: (
+            calls.append(out) or real(out, seed=kw.get("seed", 1234), sizes={"train": 50, "dev": 5, "test": 5})
+        ),
+    )
     dates.ensure_dates_data(tmp_path)
     assert len(calls) == 1
     assert len(_read(tmp_path / "train.src")) == 50
-    dates.ensure_dates_data(tmp_path)          # all present: no rewrite
+    dates.ensure_dates_data(tmp_path)  # all present: no rewrite
     assert len(calls) == 1
     (tmp_path / "dev.tgt").unlink()
-    dates.ensure_dates_data(tmp_path)          # one missing: rewrite
+    dates.ensure_dates_data(tmp_path)  # one missing: rewrite
     assert len(calls) == 2 and (tmp_path / "dev.tgt").exists()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import REPO_ROOT, tiny_dates_config
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, save_config
@@ -23,8 +24,6 @@ from nmt.data.prepare import prepare_data
 from nmt.distributed import Processes
 from nmt.log import Log
 from nmt.training import Trainer
-
-from conftest import REPO_ROOT, tiny_dates_config
 
 
 def free_port() -> int:
@@ -48,8 +47,9 @@ def two_steps_groups(trainer: Trainer) -> list[list[list[int]]]:
 
 
 def _shard_worker(rank: int, cfg: Config, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from nmt import distributed
 
@@ -59,8 +59,7 @@ def _shard_worker(rank: int, cfg: Config, port: int, out: str) -> None:
     losses = [trainer.train_step(group) for group in two_steps_groups(trainer)]
     totals = [procs.all_sum(loss)[0] for loss, _ in losses]
     if rank == 0:
-        torch.save({"model": trainer.model.state_dict(), "losses": totals,
-                    "tokens": [n for _, n in losses]}, out)
+        torch.save({"model": trainer.model.state_dict(), "losses": totals, "tokens": [n for _, n in losses]}, out)
     distributed.finish(joined, together=True)
 
 
@@ -85,14 +84,31 @@ def test_one_step_on_two_shards_equals_one_step_on_their_union(tmp_path):
 def torchrun(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "nmt", "train", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "nmt",
+            "train",
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_config(tmp_path: Path, run: str, **training) -> Path:
-    cfg = tiny_dates_config(tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 4, "log_every": 1,
-                                                           **training})
+    cfg = tiny_dates_config(
+        tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 4, "log_every": 1, **training}
+    )
     path = tmp_path / f"{run}.yaml"
     save_config(cfg, path)
     return path
@@ -143,8 +159,24 @@ def test_a_stop_signal_saves_once_and_all_processes_stop(tmp_path):
     rank 0 saves last.pt, and the run resumes."""
     cfg = write_config(tmp_path, "run", max_steps=100000, valid_every=100000)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "nmt", "train", str(cfg)], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "nmt",
+            "train",
+            str(cfg),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or metrics.read_text().count("\n") < 3):
@@ -155,7 +187,9 @@ def test_a_stop_signal_saves_once_and_all_processes_stop(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["progress"]["step"] >= 3
     assert stderr.count("nmt: interrupted: ") == 1, stderr
-    resumed = torchrun(tmp_path, str(tmp_path / "run"), "--resume", "--set", f"training.max_steps={state['progress']['step'] + 2}")
+    resumed = torchrun(
+        tmp_path, str(tmp_path / "run"), "--resume", "--set", f"training.max_steps={state['progress']['step'] + 2}"
+    )
     assert resumed.returncode == 0, resumed.stderr
 
 

@@ -30,17 +30,30 @@ SRC = [[4, 5, 6], [7], [8, 9, 4, 5, 6, 7, 8]]
 TGT = [[4, 5], [6, 7, 8, 9], [5]]
 
 
-@pytest.mark.parametrize("rnn_type,attention,layers,input_feeding,bridge", [
-    ("lstm", "bahdanau", 1, True, True),   # the reference model's shape
-    ("lstm", "bahdanau", 2, True, True),
-    ("gru", "luong_general", 2, False, True),
-    ("rnn", "luong_dot", 1, True, False),
-])
+@pytest.mark.parametrize(
+    "rnn_type,attention,layers,input_feeding,bridge",
+    [
+        ("lstm", "bahdanau", 1, True, True),  # the reference model's shape
+        ("lstm", "bahdanau", 2, True, True),
+        ("gru", "luong_general", 2, False, True),
+        ("rnn", "luong_dot", 1, True, False),
+    ],
+)
 def test_analytic_flops_match_torch_flop_counter(rnn_type, attention, layers, input_feeding, bridge):
     dec = 16 if attention == "luong_dot" else 12
-    cfg = ModelConfig(rnn_type=rnn_type, attention=attention, emb_size=10, enc_hidden_size=8,
-                      dec_hidden_size=dec, attention_size=7, enc_layers=layers, dec_layers=layers,
-                      input_feeding=input_feeding, bridge=bridge, dropout=0.0)
+    cfg = ModelConfig(
+        rnn_type=rnn_type,
+        attention=attention,
+        emb_size=10,
+        enc_hidden_size=8,
+        dec_hidden_size=dec,
+        attention_size=7,
+        enc_layers=layers,
+        dec_layers=layers,
+        input_feeding=input_feeding,
+        bridge=bridge,
+        dropout=0.0,
+    )
     torch.manual_seed(0)
     model = build_model(cfg, 13, 11)
     batch = make_batch(SRC, TGT, list(range(len(SRC))))

@@ -56,8 +56,18 @@ A man in a skirt is jumping while juggling knives.
 An Asian girl in a green hat and apron is serving drinks on a tray.
 """.splitlines()
 
-SWAPS = {"A": "The", "a": "the", "man": "guy", "woman": "lady", "young": "little",
-         "is": "was", "in": "inside", "on": "upon", "standing": "stands", "Three": "3"}
+SWAPS = {
+    "A": "The",
+    "a": "the",
+    "man": "guy",
+    "woman": "lady",
+    "young": "little",
+    "is": "was",
+    "in": "inside",
+    "on": "upon",
+    "standing": "stands",
+    "Three": "3",
+}
 
 
 def perturb(line: str, rng: random.Random, p: float) -> str:
@@ -81,8 +91,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     hyps = [perturb(r, rng, 0.35) for r in REFS]
     hyps[3] += "  \t"  # trailing whitespace: the CLI rstrips, so must we
     ref2 = [perturb(r, rng, 0.2) for r in REFS]
-    paths = {"hyp": d / "hyp.txt", "ref1": d / "ref1.en", "ref2": d / "ref2.en",
-             "hyp_gz": d / "hyp.txt.gz"}
+    paths = {"hyp": d / "hyp.txt", "ref1": d / "ref1.en", "ref2": d / "ref2.en", "hyp_gz": d / "hyp.txt.gz"}
     paths["hyp"].write_text("\n".join(hyps) + "\n", encoding="utf-8")
     paths["ref1"].write_text("\n".join(REFS) + "\n", encoding="utf-8")
     # CRLF and no final newline in the second reference: handled like the CLI.
@@ -92,9 +101,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def sacrebleu_cli(
-    refs: list[Path], hyp: Path, *args: str, metrics: tuple[str, ...] = ("bleu", "chrf", "ter")
-) -> str:
+def sacrebleu_cli(refs: list[Path], hyp: Path, *args: str, metrics: tuple[str, ...] = ("bleu", "chrf", "ter")) -> str:
     """stdout of the sacrebleu command line on these files."""
     exe = shutil.which("sacrebleu")
     cmd = [exe] if exe else [sys.executable, "-m", "sacrebleu"]

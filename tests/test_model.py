@@ -25,12 +25,25 @@ SRC = [[4, 5, 6, 1], [6], [], [5, 5, 4, 6, 1, 4]]
 TGT = [[5, 4], [6, 6, 1, 4, 5], [4], []]
 
 
-def tiny_model(seed: int = 0, rnn_type: str = "lstm", attention: str = "bahdanau", src_vocab: int = V,
-               tgt_vocab: int = V, **overrides) -> Seq2Seq:
+def tiny_model(
+    seed: int = 0,
+    rnn_type: str = "lstm",
+    attention: str = "bahdanau",
+    src_vocab: int = V,
+    tgt_vocab: int = V,
+    **overrides,
+) -> Seq2Seq:
     torch.manual_seed(seed)
     enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
-    kw = dict(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8,
-              attention_size=8, dropout=0.0)
+    kw = dict(
+        rnn_type=rnn_type,
+        attention=attention,
+        emb_size=8,
+        enc_hidden_size=enc,
+        dec_hidden_size=8,
+        attention_size=8,
+        dropout=0.0,
+    )
     kw.update(overrides)
     return build_model(ModelConfig(**kw), src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
 
@@ -45,6 +58,7 @@ VARIANTS = [
 
 
 # --- shapes ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
 def test_forward_and_step_shapes(rnn_type, attention):
@@ -100,7 +114,8 @@ def test_encoder_equals_torch_packed_bidirectional_rnn(rnn_type, layers):
     model = tiny_model(13, rnn_type, enc_layers=layers)
     enc = model.encoder
     packed_rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[rnn_type](
-        8, enc.hidden_size, layers, batch_first=True, bidirectional=True)
+        8, enc.hidden_size, layers, batch_first=True, bidirectional=True
+    )
     ours = {}
     for name, value in packed_rnn.state_dict().items():
         weight, layer = name.removesuffix("_reverse").rsplit("_l", 1)
@@ -119,6 +134,7 @@ def test_encoder_equals_torch_packed_bidirectional_rnn(rnn_type, layers):
 
 
 # --- normalisation and decoder-loop consistency ---------------------------------------------------
+
 
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
 def test_step_log_probs_are_normalised(rnn_type, attention):
@@ -178,8 +194,9 @@ def test_eval_is_deterministic_and_train_applies_dropout():
     assert not torch.allclose(b, a) and not torch.allclose(b, c)
 
 
-def reference_logits(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor,
-                     tgt_in: torch.Tensor) -> torch.Tensor:
+def reference_logits(
+    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+) -> torch.Tensor:
     """The decoder equations of nmt/model/decoder.py's docstring, written out with torch's own RNN
     cells for the first layer, reusing the model's weights:
     s_t = RNN([E y_{t-1}; a~_{t-1}], s_{t-1}) stacked over layers, attention with the top layer's
@@ -190,11 +207,14 @@ def reference_logits(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tenso
     Hd, E = dec.hidden_size, model.tgt_embed.embedding_dim
     feed = dec.w_feed is not None
     cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[rnn_type](
-        E + Hd if feed else E, Hd).double()
+        E + Hd if feed else E, Hd
+    ).double()
     w_ih = torch.cat([dec.w_emb.weight, dec.w_feed.weight], dim=1) if feed else dec.w_emb.weight  # W_ih [E y; a~]
     cell.weight_ih.data, cell.bias_ih.data = w_ih.clone(), dec.w_emb.bias.clone()
-    cell.weight_hh.data, cell.bias_hh.data = dec.w_hh.weight.clone(), (
-        torch.zeros_like(cell.bias_hh) if dec.w_hh.bias is None else dec.w_hh.bias.clone())
+    cell.weight_hh.data, cell.bias_hh.data = (
+        dec.w_hh.weight.clone(),
+        (torch.zeros_like(cell.bias_hh) if dec.w_hh.bias is None else dec.w_hh.bias.clone()),
+    )
     zeros = torch.zeros(src.size(0), Hd, dtype=enc_out.dtype)
     s = list(torch.tanh(dec.bridge(final)).split(Hd, dim=-1)) if dec.bridge is not None else [zeros] * L  # s_0
     c = [zeros] * L
@@ -238,6 +258,7 @@ def test_decoder_matches_its_equations(rnn_type, attention, variant):
 
 # --- tied embeddings ---------------------------------------------------------------------------
 
+
 def test_tie_embeddings_shares_the_weight_tensor():
     model = tiny_model(7, tie_embeddings=True)
     assert model.output.weight is model.tgt_embed.weight
@@ -260,6 +281,7 @@ def test_tie_embeddings_shares_the_weight_tensor():
 
 
 # --- gradients ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tie", [False, True])
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
@@ -324,6 +346,7 @@ def test_gradient_matches_finite_differences(rnn_type, attention):
 
 # --- the textbook forms beside the fast ones (model.textbook) ------------------------------------
 
+
 def textbook_twin(model: Seq2Seq, cfg: ModelConfig, src_vocab: int = V, tgt_vocab: int = V) -> Seq2Seq:
     """The same weights in a model built with model.textbook: true."""
     twin = build_model(dataclasses.replace(cfg, textbook=True), src_vocab, tgt_vocab).to(next(model.parameters()).dtype)
@@ -338,14 +361,26 @@ def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attentio
     fused, sigmoid-form decoder: teacher forcing and step-by-step search, in float64."""
     model = tiny_model(12, rnn_type, attention, **variant).double()
     enc = 4 if attention == "luong_dot" else 8
-    cfg = ModelConfig(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8,
-                      attention_size=8, dropout=0.0, **variant)
+    cfg = ModelConfig(
+        rnn_type=rnn_type,
+        attention=attention,
+        emb_size=8,
+        enc_hidden_size=enc,
+        dec_hidden_size=8,
+        attention_size=8,
+        dropout=0.0,
+        **variant,
+    )
     twin = textbook_twin(model, cfg)
     assert twin.textbook and type(twin.decoder).__name__ == "TextbookDecoder"
     batch = make_batch(SRC, TGT, list(range(len(SRC))))
     with torch.no_grad():
-        torch.testing.assert_close(twin(batch.src, batch.src_lengths, batch.tgt_in),
-                                   model(batch.src, batch.src_lengths, batch.tgt_in), atol=1e-10, rtol=0)
+        torch.testing.assert_close(
+            twin(batch.src, batch.src_lengths, batch.tgt_in),
+            model(batch.src, batch.src_lengths, batch.tgt_in),
+            atol=1e-10,
+            rtol=0,
+        )
         memory_f, state_f = model.encode(batch.src, batch.src_lengths)
         memory_s, state_s = twin.encode(batch.src, batch.src_lengths)
         for t in range(batch.tgt_in.size(1)):

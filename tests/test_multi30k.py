@@ -15,28 +15,36 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "multi30k"
 LINES = {"train": 29_000, "val": 1_014, "test_2016_flickr": 1_000}
 
-pytestmark = pytest.mark.skipif(not (SHARED / "train.de.gz").is_file(),
-                                reason=f"no Multi30k corpus in {SHARED}")
+pytestmark = pytest.mark.skipif(not (SHARED / "train.de.gz").is_file(), reason=f"no Multi30k corpus in {SHARED}")
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "multi30k"
-    result = subprocess.run(["bash", str(REPO_ROOT / "scripts/get_multi30k.sh"), "--from", str(SHARED),
-                             "--out", str(out)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/get_multi30k.sh"), "--from", str(SHARED), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return out
 
 
 def data_overrides(corpus: Path) -> list[str]:
-    return ["--set", f"data.train={corpus}/train", "--set", f"data.dev={corpus}/val",
-            "--set", f"data.test={corpus}/test_2016_flickr"]
+    return [
+        "--set",
+        f"data.train={corpus}/train",
+        "--set",
+        f"data.dev={corpus}/val",
+        "--set",
+        f"data.test={corpus}/test_2016_flickr",
+    ]
 
 
 def test_get_multi30k_copies_every_split_and_language(corpus):
@@ -48,9 +56,22 @@ def test_get_multi30k_copies_every_split_and_language(corpus):
 
 def test_reference_config_trains_and_translates_real_data(corpus, tmp_path, nmt_cli):
     run = tmp_path / "run"
-    result = nmt_cli("train", "configs/multi30k_de_en.yaml", *data_overrides(corpus), "--set", f"run_dir={run}",
-                     "--set", "training.max_steps=30", "--set", "training.valid_every=15",
-                     "--set", "training.log_every=10", "--set", "decoding.beam_size=2", timeout=600)
+    result = nmt_cli(
+        "train",
+        "configs/multi30k_de_en.yaml",
+        *data_overrides(corpus),
+        "--set",
+        f"run_dir={run}",
+        "--set",
+        "training.max_steps=30",
+        "--set",
+        "training.valid_every=15",
+        "--set",
+        "training.log_every=10",
+        "--set",
+        "decoding.beam_size=2",
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "8000 source / 8000 target pieces" in result.stderr  # the joint 8k vocabulary
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -70,14 +91,35 @@ def test_reference_config_trains_and_translates_real_data(corpus, tmp_path, nmt_
 
 def test_benchmark_reports_every_key_on_real_data(corpus, tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/bench.py"), "--config",
-                             str(REPO_ROOT / "configs/multi30k_de_en.yaml"), *data_overrides(corpus),
-                             "--steps", "2", "--warmup", "1", "--json", str(out)],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts/bench.py"),
+            "--config",
+            str(REPO_ROOT / "configs/multi30k_de_en.yaml"),
+            *data_overrides(corpus),
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    for key in ("train_tgt_tokens_per_s", "mfu", "greedy_sents_per_s", "beam5_sents_per_s", "peak_rss_mb",
-                "fp32_peak_gflops"):
+    for key in (
+        "train_tgt_tokens_per_s",
+        "mfu",
+        "greedy_sents_per_s",
+        "beam5_sents_per_s",
+        "peak_rss_mb",
+        "fp32_peak_gflops",
+    ):
         assert report[key] > 0, key
         assert key in result.stdout  # the printed table
     assert 0 < report["mfu"] < 1.5  # a FLOP count far off would show here

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_dates_config
 
 import nmt
 from nmt.checkpoint import load_checkpoint
@@ -17,8 +18,6 @@ from nmt.data.prepare import prepare_data
 from nmt.errors import ConfigError
 from nmt.log import Log
 from nmt.training import Trainer
-
-from conftest import tiny_dates_config
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -38,9 +37,19 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 def test_bf16_training_learns_and_resumes_bitwise(tmp_path):
     """training.precision: bf16 end to end on the CPU: the loss falls, and 4 + 4 resumed
     steps give exactly the weights of 8 straight."""
+
     def config(run: str, steps: int) -> Config:
-        return tiny_dates_config(tmp_path, run, dropout=0.3, batch_size=300, valid_every=4, log_every=1,
-                                 precision="bf16", max_steps=steps, lr=0.01)
+        return tiny_dates_config(
+            tmp_path,
+            run,
+            dropout=0.3,
+            batch_size=300,
+            valid_every=4,
+            log_every=1,
+            precision="bf16",
+            max_steps=steps,
+            lr=0.01,
+        )
 
     whole = nmt.train(config("whole", 8))
     nmt.train(config("parts", 4))
@@ -117,8 +126,10 @@ def test_batches_reach_the_gpu_through_pinned_memory():
 def test_cuda_decoding_in_half_precision_agrees_with_fp32(tmp_path):
     run = nmt.train(tiny_dates_config(tmp_path, "run", batch_size=300, max_steps=150, lr=0.01))
     lines = ["3 May 1979", "12/03/1991", "February 3, 2001", "18-Jul-2046"] * 8
-    out = {p: nmt.Translator.load(run, device="cuda", precision=p).translate(lines, beam=3)
-           for p in ("fp32", "bf16", "fp16")}
+    out = {
+        p: nmt.Translator.load(run, device="cuda", precision=p).translate(lines, beam=3)
+        for p in ("fp32", "bf16", "fp16")
+    }
     for p in ("bf16", "fp16"):
         assert len(out[p]) == len(lines)
         assert sum(a == b for a, b in zip(out["fp32"], out[p])) >= 0.75 * len(lines), p

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO_ROOT, tiny_dates_config
 
 import nmt
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, config_to_dict
 from nmt.errors import CheckpointError, ConfigError
 
-from conftest import REPO_ROOT, tiny_dates_config
-
 
 def tiny_config(tmp_path: Path, run: str, **training) -> Config:
-    return tiny_dates_config(tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 5, "log_every": 1,
-                                                             **training})
+    return tiny_dates_config(
+        tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 5, "log_every": 1, **training}
+    )
 
 
 def last(run_dir: Path) -> dict:
@@ -73,8 +73,13 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(config_to_dict(cfg)))
     metrics = tmp_path / "run" / "metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "nmt", "train", str(config)], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", "train", str(config)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or metrics.read_text().count('"train"') < 3):
         time.sleep(0.1)
@@ -83,8 +88,10 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig, 
     result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
     message = one_line_error(result, "interrupted", 130, only_line=False)
     step = last(tmp_path / "run")["progress"]["step"]
-    assert message == (f"{sig.name} at step {step}: saved {tmp_path / 'run' / 'checkpoints' / 'last.pt'}; "
-                       f"continue with: nmt train {tmp_path / 'run'} --resume")
+    assert message == (
+        f"{sig.name} at step {step}: saved {tmp_path / 'run' / 'checkpoints' / 'last.pt'}; "
+        f"continue with: nmt train {tmp_path / 'run'} --resume"
+    )
     # the run directory form: its own config, a new limit
     resumed = nmt_cli("train", tmp_path / "run", "--resume", "--set", f"training.max_steps={step + 3}")
     assert resumed.returncode == 0, resumed.stderr
@@ -97,8 +104,12 @@ def start_training(tmp_path: Path, run: str, **training) -> tuple[subprocess.Pop
     cfg.model.emb_size = cfg.model.enc_hidden_size = cfg.model.dec_hidden_size = 96
     config = tmp_path / f"{run}.yaml"
     config.write_text(yaml.safe_dump(config_to_dict(cfg)))
-    proc = subprocess.Popen([sys.executable, "-m", "nmt", "train", str(config)], cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nmt", "train", str(config)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return proc, tmp_path / run / "checkpoints"
 
 
@@ -143,8 +154,11 @@ def test_keeps_the_newest_and_the_best_step_checkpoints(tmp_path):
     cfg = tiny_config(tmp_path, "run", max_steps=12, valid_every=2, keep_last=2, keep_best=2)
     cfg.training.valid_metric = "loss"
     run = nmt.train(cfg)
-    losses = {r["step"]: r["dev_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-              if r["kind"] == "valid"}
+    losses = {
+        r["step"]: r["dev_loss"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if r["kind"] == "valid"
+    }
     best_two = sorted(losses, key=losses.get)[:2]
     kept = sorted(int(p.stem.removeprefix("step-")) for p in (run / "checkpoints").glob("step-*.pt"))
     assert kept == sorted({10, 12} | set(best_two))
@@ -168,8 +182,17 @@ def test_a_run_of_an_older_nmt_resumes_with_the_defaults_of_keys_added_since(tmp
     default when the run resumes; the checkpoint's "progress" keeps the keys every version wrote."""
     run = nmt.train(tiny_config(tmp_path, "run", max_steps=2))
     state = last(run)
-    assert list(state["progress"]) == ["step", "epoch", "best", "bad_validations", "batches_done", "last_valid",
-                                       "best_saved", "scores", "seconds"]
+    assert list(state["progress"]) == [
+        "step",
+        "epoch",
+        "best",
+        "bad_validations",
+        "batches_done",
+        "last_valid",
+        "best_saved",
+        "scores",
+        "seconds",
+    ]
     for key in ("encoder", "textbook"):
         state["config"]["model"].pop(key, None)
     torch.save(state, run / "checkpoints" / "last.pt")

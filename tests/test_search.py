@@ -24,19 +24,36 @@ ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
 RNN_TYPES = ["lstm", "gru", "rnn"]
 ALL_ARCHS = list(itertools.product(RNN_TYPES, ATTENTIONS))
 
+
 def real_tokens(V: int) -> list[int]:
     """Ids a hypothesis may contain: UNK and everything above the specials."""
     return [UNK] + list(range(EOS + 1, V))
 
 
-def tiny_model(seed: int, V: int = 7, rnn_type: str = "lstm", attention: str = "bahdanau",
-               out_scale: float = 1.0, all_scale: float = 1.0, eos_shift: float = 0.0, **overrides) -> Seq2Seq:
+def tiny_model(
+    seed: int,
+    V: int = 7,
+    rnn_type: str = "lstm",
+    attention: str = "bahdanau",
+    out_scale: float = 1.0,
+    all_scale: float = 1.0,
+    eos_shift: float = 0.0,
+    **overrides,
+) -> Seq2Seq:
     """A random model in eval mode. `out_scale` multiplies the output layer, `all_scale` every
     weight (more peaked, more source-dependent distributions); `eos_shift` is added to EOS's bias."""
     torch.manual_seed(seed)
     enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
-    cfg = ModelConfig(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc,
-                      dec_hidden_size=8, attention_size=8, dropout=0.0, **overrides)
+    cfg = ModelConfig(
+        rnn_type=rnn_type,
+        attention=attention,
+        emb_size=8,
+        enc_hidden_size=enc,
+        dec_hidden_size=8,
+        attention_size=8,
+        dropout=0.0,
+        **overrides,
+    )
     model = build_model(cfg, src_vocab_size=V, tgt_vocab_size=V).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -144,10 +161,10 @@ def test_sentence_alone_equals_sentence_in_padded_batch(rnn_type, attention):
             alone = model(one.src, one.src_lengths, one.tgt_in)
         T = one.tgt_in.size(1)
         torch.testing.assert_close(logits[i, :T], alone[0], atol=1e-5, rtol=0)
-        assert_same_hyps(greedy(model, one.src, one.src_lengths, limit[i : i + 1], SearchOptions(attention=True)),
-                         [g_batch[i]])
-        assert_same_hyps(beam_search(model, one.src, one.src_lengths, limit[i : i + 1], beam_kw),
-                         [b_batch[i]])
+        assert_same_hyps(
+            greedy(model, one.src, one.src_lengths, limit[i : i + 1], SearchOptions(attention=True)), [g_batch[i]]
+        )
+        assert_same_hyps(beam_search(model, one.src, one.src_lengths, limit[i : i + 1], beam_kw), [b_batch[i]])
 
 
 # --- 2. beam search = exhaustive search --------------------------------------------------
@@ -190,7 +207,13 @@ def test_beam_search_equals_exhaustive_search(seed, alpha, kind):
     score, same n-best order, and every output's log-prob is the model's. Outputs of exactly
     L tokens end with the EOS the search forces, which the model scores like any other EOS."""
     model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX))
+    hyps = beam_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        limit,
+        SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX),
+    )
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = exhaustive(model, src, alpha, kind)
         assert nbest[0].tokens == exact[0][0]
@@ -211,7 +234,13 @@ def test_beam_search_finds_every_output_and_ranks_them_exactly(seed, alpha, kind
     K >= all prefixes beam search returns every output once, sorted by score, and the outputs
     shorter than max_len come with their exact log-prob and score, in exact order."""
     model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX))
+    hyps = beam_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        limit,
+        SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX),
+    )
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = [e for e in exhaustive(model, src, alpha, kind) if len(e[0]) < L_EX]
         assert sorted(h.tokens for h in nbest) == sorted(all_outputs(V_EX, L_EX))
@@ -232,8 +261,9 @@ def test_exhaustive_cases_are_not_trivial():
         model, batch, limit = _exhaustive_case(seed)
         g = greedy(model, batch.src, batch.src_lengths, limit)
         for src, gh in zip(EX_SOURCES, g):
-            per_setting = [tuple(exhaustive(model, src, a, k)[0][0])
-                           for a in [0.0, 0.6, 1.0] for k in ["average", "gnmt"]]
+            per_setting = [
+                tuple(exhaustive(model, src, a, k)[0][0]) for a in [0.0, 0.6, 1.0] for k in ["average", "gnmt"]
+            ]
             bests.update(per_setting)
             differs_from_greedy += per_setting[0] != tuple(gh[0].tokens)
     assert differs_from_greedy >= 2
@@ -242,6 +272,7 @@ def test_exhaustive_cases_are_not_trivial():
 
 
 # --- beam search = a plain reference beam search, for beams smaller than the search space -----
+
 
 def next_log_probs(model: Seq2Seq, src: list[int], prefixes: list[list[int]]) -> torch.Tensor:
     """log P(. | prefix, src) for every prefix, by teacher forcing: (N, V) float64."""
@@ -260,8 +291,12 @@ def reference_beam(model, src, max_len, K, alpha, kind):
         t += 1
         assert t <= max_len, "the reference reached the forced EOS; use a larger max_len"
         dists = next_log_probs(model, src, [p for p, _ in beam])
-        cands = [(s + float(d[tok]), p, tok) for (p, s), d in zip(beam, dists)
-                 for tok in range(d.numel()) if tok not in (PAD, BOS)]
+        cands = [
+            (s + float(d[tok]), p, tok)
+            for (p, s), d in zip(beam, dists)
+            for tok in range(d.numel())
+            if tok not in (PAD, BOS)
+        ]
         cands.sort(key=lambda c: -c[0])
         finished += [(p, s, s / length_penalty(t, alpha, kind)) for s, p, tok in cands[:K] if tok == EOS]
         beam = [(p + [tok], s) for s, p, tok in cands if tok != EOS][:K]
@@ -282,7 +317,13 @@ def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
     srcs = random_sources(32, V, [4, 1, 6, 0, 3])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = torch.full((len(srcs),), 30)  # never reached: the stopping rule ends every search
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=K))
+    hyps = beam_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        limit,
+        SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=K),
+    )
     steps = []
     for src, nbest in zip(srcs, hyps):
         ref, t = reference_beam(model, src, 30, K, alpha, kind)
@@ -295,6 +336,7 @@ def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
 
 
 # --- 3. beam size 1 = greedy ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 @pytest.mark.parametrize("rnn_type,attention", [("lstm", "bahdanau"), ("gru", "luong_general"), ("rnn", "luong_dot")])
@@ -326,7 +368,13 @@ def test_nbest_sorted_and_scored_with_the_length_penalty(alpha, kind):
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = max_lengths(batch.src_lengths, 1.5, 3)
     K, n_best = 5, 4
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=n_best))
+    hyps = beam_search(
+        model,
+        batch.src,
+        batch.src_lengths,
+        limit,
+        SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=n_best),
+    )
     g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(alpha=alpha, length_penalty=kind))
     assert len(hyps) == len(SRC4)
     for i, nbest in enumerate(hyps):
@@ -363,6 +411,7 @@ def test_beam_is_never_worse_than_greedy_with_alpha_zero(seed, K):
 
 # --- 5. attention ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_returned_attention_shapes_and_rows(attention):
     model = tiny_model(8, V4, "lstm", attention, out_scale=2.0)
@@ -370,7 +419,9 @@ def test_returned_attention_shapes_and_rows(attention):
     limit = max_lengths(batch.src_lengths, 1.5, 2)
     g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
     b1 = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=1, alpha=0.0, attention=True))
-    bk = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=4, alpha=0.6, n_best=3, attention=True))
+    bk = beam_search(
+        model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=4, alpha=0.6, n_best=3, attention=True)
+    )
     for i, src in enumerate(SRC4):
         S = len(src) + 1  # with EOS
         for h in g[i] + b1[i] + bk[i]:
@@ -413,6 +464,7 @@ def test_step_puts_no_attention_on_padding(attention):
 
 # --- 7. maximum length -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rnn_type", RNN_TYPES)
 def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
     """A model that never ends by itself: every output has exactly max_len tokens."""
@@ -422,7 +474,9 @@ def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
     batch = make_batch(SRC4, None, list(range(len(SRC4))))
     limit = torch.tensor([3, 1, 0, 2, 5])
     g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
-    b = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=3, alpha=0.6, n_best=2, attention=True))
+    b = beam_search(
+        model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=3, alpha=0.6, n_best=2, attention=True)
+    )
     for i in range(len(SRC4)):
         n = int(limit[i])
         for h in g[i] + b[i]:
@@ -432,6 +486,8 @@ def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
         assert len(b[i]) == min(2, len(real_tokens(V4)) ** n)
     # the default limit from max_lengths is respected the same way
     limit = max_lengths(batch.src_lengths, 1.2, 1)
-    for hyps in (greedy(model, batch.src, batch.src_lengths, limit),
-                 beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=2, alpha=1.0))):
+    for hyps in (
+        greedy(model, batch.src, batch.src_lengths, limit),
+        beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=2, alpha=1.0)),
+    ):
         assert [len(h[0].tokens) for h in hyps] == limit.tolist()

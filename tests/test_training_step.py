@@ -1,6 +1,6 @@
 """The optimised training step against a straightforward implementation of the same model.
 
-The fast path (nmt.training.training_loss) runs the encoder's backward direction on sentences
+The fast path (nmt.loss.training_loss) runs the encoder's backward direction on sentences
 reversed within their lengths instead of packing, hoists the embedding half of the first
 layer's input projection out of the decoder loop, accumulates the gates with addmm, scores
 additive attention in its sigmoid form, splits W_c in two, and fuses the output layer with the
@@ -18,13 +18,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nmt import loss as loss_module
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import PAD
-from nmt import loss as loss_module
-from nmt.loss import output_loss
+from nmt.loss import output_loss, training_loss
 from nmt.model import Seq2Seq, build_model
-from nmt.training import training_loss
 
 SRC_V, TGT_V = 29, 23
 
@@ -79,8 +78,12 @@ def reference_loss(model: Seq2Seq, src, src_lengths, tgt_in, tgt_out, smoothing:
         logits.append(att @ model.output.weight.t() + model.output.bias)
     logits = torch.stack(logits, dim=1)
     n_tokens = (tgt_out != PAD).sum()
-    return F.cross_entropy(logits.reshape(-1, TGT_V), tgt_out.reshape(-1), ignore_index=PAD,
-                           label_smoothing=smoothing, reduction="sum") / n_tokens
+    return (
+        F.cross_entropy(
+            logits.reshape(-1, TGT_V), tgt_out.reshape(-1), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
+        )
+        / n_tokens
+    )
 
 
 def random_batch(seed: int, n: int = 6):
@@ -122,8 +125,15 @@ def test_optimised_step_matches_the_textbook_model(seed, smoothing):
 def test_textbook_switch_trains_the_same_model(rnn_type, smoothing):
     """model.textbook: true (torch's cells step by step, tanh attention, F.cross_entropy on the
     whole logits) gives the fast path's loss and gradients, parameter by parameter."""
-    cfg = ModelConfig(rnn_type=rnn_type, emb_size=16, enc_hidden_size=12, dec_hidden_size=14, attention_size=10,
-                      dropout=0.0, dec_layers=2)
+    cfg = ModelConfig(
+        rnn_type=rnn_type,
+        emb_size=16,
+        enc_hidden_size=12,
+        dec_hidden_size=14,
+        attention_size=10,
+        dropout=0.0,
+        dec_layers=2,
+    )
     torch.manual_seed(5)
     fast = build_model(cfg, SRC_V, TGT_V)
     textbook = build_model(dataclasses.replace(cfg, textbook=True), SRC_V, TGT_V)
@@ -151,8 +161,9 @@ def test_output_loss_equals_torch_cross_entropy(smoothing, dtype, monkeypatch):
     target[1, 4:] = PAD
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
 
-    want = F.cross_entropy(out(att).reshape(-1, 11), target.reshape(-1), ignore_index=PAD,
-                           label_smoothing=smoothing, reduction="sum")
+    want = F.cross_entropy(
+        out(att).reshape(-1, 11), target.reshape(-1), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
+    )
     want_grads = torch.autograd.grad(want * 0.7, [att, out.weight, out.bias])
     got = output_loss(att, out, target, smoothing)
     got_grads = torch.autograd.grad(got * 0.7, [att, out.weight, out.bias])

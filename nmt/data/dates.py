@@ -14,14 +14,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Hard-coded English names (``calendar.month_name`` depends on the locale).
-MONTHS = ("January", "February", "March", "April", "May", "June", "July",
-          "August", "September", "October", "November", "December")
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
-            "Saturday", "Sunday")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 FIRST_DAY = datetime.date(1900, 1, 1)
 LAST_DAY = datetime.date(2099, 12, 31)
@@ -125,16 +136,25 @@ def compact(d: datetime.date, rng: random.Random) -> str:
 
 
 FORMATS: tuple[Format, ...] = (
-    day_month_year, dd_month_year, month_day_comma_year, weekday_month_day_year,
-    wd_day_mon_year, month_ordinal_year, the_ordinal_of_month, dotted_dmy,
-    slashed_mdy, iso_unpadded, iso_padded, day_mon_year_dashed, compact,
+    day_month_year,
+    dd_month_year,
+    month_day_comma_year,
+    weekday_month_day_year,
+    wd_day_mon_year,
+    month_ordinal_year,
+    the_ordinal_of_month,
+    dotted_dmy,
+    slashed_mdy,
+    iso_unpadded,
+    iso_padded,
+    day_mon_year_dashed,
+    compact,
 )
 
 
 def random_date(rng: random.Random) -> datetime.date:
     """A date drawn uniformly from 1900-01-01 .. 2099-12-31."""
-    return datetime.date.fromordinal(
-        rng.randint(FIRST_DAY.toordinal(), LAST_DAY.toordinal()))
+    return datetime.date.fromordinal(rng.randint(FIRST_DAY.toordinal(), LAST_DAY.toordinal()))
 
 
 def make_example(rng: random.Random) -> tuple[str, str]:
@@ -149,8 +169,7 @@ def generate(n: int, seed: int) -> list[tuple[str, str]]:
     return [make_example(rng) for _ in range(n)]
 
 
-def write_splits(out_dir: str | Path, seed: int = 1234,
-                 sizes: dict | None = None) -> None:
+def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = None) -> None:
     """Write ``{train,dev,test}.{src,tgt}`` under ``out_dir``.
 
     Sources are unique across all splits (test is filled first, then dev,
@@ -183,8 +202,7 @@ def write_splits(out_dir: str | Path, seed: int = 1234,
 def ensure_dates_data(out_dir: str | Path, seed: int = 1234) -> None:
     """Write the default splits unless all six files already exist."""
     out = Path(out_dir)
-    if not all((out / f"{s}.{side}").exists()
-               for s in SPLITS for side in ("src", "tgt")):
+    if not all((out / f"{s}.{side}").exists() for s in SPLITS for side in ("src", "tgt")):
         write_splits(out, seed=seed)
 
 

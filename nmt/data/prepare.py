@@ -31,8 +31,9 @@ def _encode(prefix: str, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) ->
     return Split(src, tgt, src_tok.encode(src), tgt_tok.encode(tgt))
 
 
-def prepare_data(cfg: Config, log: Log, tokenizers: tuple[Tokenizer, Tokenizer] | None = None
-                 ) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
+def prepare_data(
+    cfg: Config, log: Log, tokenizers: tuple[Tokenizer, Tokenizer] | None = None
+) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
     """Tokenizers (trained here unless given), the length-filtered training split and the dev split (if any)."""
     d = cfg.data
     if not d.train:
@@ -46,12 +47,16 @@ def prepare_data(cfg: Config, log: Log, tokenizers: tuple[Tokenizer, Tokenizer] 
     if tokenizers is None:
         log(f"sentencepiece: {len(src_tok)} source / {len(tgt_tok)} target pieces ({time.time() - t0:.1f}s)")
     src_ids, tgt_ids = src_tok.encode(src), tgt_tok.encode(tgt)
-    keep = [i for i in range(len(src)) if 0 < len(src_ids[i]) <= d.max_src_length
-            and 0 < len(tgt_ids[i]) <= d.max_tgt_length]
+    keep = [
+        i
+        for i in range(len(src))
+        if 0 < len(src_ids[i]) <= d.max_src_length and 0 < len(tgt_ids[i]) <= d.max_tgt_length
+    ]
     if not keep:
         raise DataError(f"{d.train}: no training pair is non-empty and within data.max_src_length/max_tgt_length")
-    train = Split([src[i] for i in keep], [tgt[i] for i in keep],
-                  [src_ids[i] for i in keep], [tgt_ids[i] for i in keep])
+    train = Split(
+        [src[i] for i in keep], [tgt[i] for i in keep], [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+    )
     log(f"train: {len(keep):,} pairs ({len(src) - len(keep):,} empty or too long dropped)")
     dev = _encode(d.dev, cfg, src_tok, tgt_tok) if d.dev else None
     if dev is not None:

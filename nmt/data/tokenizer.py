@@ -31,7 +31,7 @@ class Tokenizer:
             )
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Tokenizer":
+    def from_file(cls, path: str | Path) -> Tokenizer:
         """Load a `.model` file."""
         try:
             return cls(Path(path).read_bytes())
@@ -69,8 +69,9 @@ def train_tokenizer(lines: list[str], cfg: TokenizerConfig, seed: int) -> Tokeni
         _train_spm(lines, proto, cfg)
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[-1] if str(e).strip() else "training failed"
-        raise ConfigError(f"tokenizer.vocab_size: sentencepiece cannot train with {cfg.vocab_size} "
-                          f"pieces on this data ({reason})") from None
+        raise ConfigError(
+            f"tokenizer.vocab_size: sentencepiece cannot train with {cfg.vocab_size} pieces on this data ({reason})"
+        ) from None
     return Tokenizer(proto.getvalue())
 
 
@@ -83,7 +84,10 @@ def _train_spm(lines: list[str], proto: io.BytesIO, cfg: TokenizerConfig) -> Non
         hard_vocab_limit=False,  # small corpora get fewer pieces instead of an error
         character_coverage=cfg.character_coverage,
         split_digits=cfg.split_digits,
-        pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
         num_threads=1,  # deterministic
         minloglevel=2,
     )

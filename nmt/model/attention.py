@@ -77,8 +77,7 @@ class LuongAttention(nn.Module):
         return attend(scores, src_mask, enc_out)
 
 
-def make_attention(kind: str, query_size: int, key_size: int, attention_size: int,
-                   textbook: bool = False) -> nn.Module:
+def make_attention(kind: str, query_size: int, key_size: int, attention_size: int, textbook: bool = False) -> nn.Module:
     """`bahdanau`, `luong_dot` or `luong_general` (textbook: bahdanau in its tanh form)."""
     if kind == "bahdanau":
         cls = TextbookBahdanauAttention if textbook else BahdanauAttention

@@ -37,7 +37,7 @@ class Memory:
     keys: torch.Tensor
     src_mask: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> "Memory":
+    def select(self, index: torch.Tensor) -> Memory:
         """Rows `index` (for beam search: repeat, reorder or drop sentences)."""
         return Memory(self.enc_out[index], self.keys[index], self.src_mask[index])
 
@@ -50,7 +50,7 @@ class DecoderState:
     c: tuple[torch.Tensor, ...] | None
     att: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> "DecoderState":
+    def select(self, index: torch.Tensor) -> DecoderState:
         """Rows `index` of every tensor."""
         pick = lambda ts: None if ts is None else tuple(t[index] for t in ts)  # noqa: E731
         return DecoderState(pick(self.h), pick(self.c), self.att[index])
@@ -62,8 +62,19 @@ class Decoder(nn.Module):
 
     textbook = False
 
-    def __init__(self, rnn_type: str, emb_size: int, hidden_size: int, num_layers: int, enc_size: int,
-                 attention: str, attention_size: int, input_feeding: bool, bridge: bool, dropout: float):
+    def __init__(
+        self,
+        rnn_type: str,
+        emb_size: int,
+        hidden_size: int,
+        num_layers: int,
+        enc_size: int,
+        attention: str,
+        attention_size: int,
+        input_feeding: bool,
+        bridge: bool,
+        dropout: float,
+    ):
         super().__init__()
         self.rnn_type, self.hidden_size, self.num_layers = rnn_type, hidden_size, num_layers
         gates = GATES[rnn_type] * hidden_size

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,16 @@ class Seq2Seq(nn.Module):
     output token, and `select` to keep, repeat or reorder rows (the `nmt.search.SearchModel`
     protocol)."""
 
-    def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, encoder: Encoder, decoder: Decoder,
-                 output: nn.Linear, dropout: float, textbook: bool = False):
+    def __init__(
+        self,
+        src_embed: nn.Embedding,
+        tgt_embed: nn.Embedding,
+        encoder: Encoder,
+        decoder: Decoder,
+        output: nn.Linear,
+        dropout: float,
+        textbook: bool = False,
+    ):
         super().__init__()
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder = encoder, decoder
@@ -81,8 +89,16 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     tgt_embed = nn.Embedding(tgt_vocab_size, cfg.emb_size, padding_idx=PAD)
     encoder = ENCODERS[cfg.encoder](cfg)
     decoder = (TextbookDecoder if cfg.textbook else Decoder)(
-        cfg.rnn_type, cfg.emb_size, cfg.dec_hidden_size, cfg.dec_layers, encoder.output_size,
-        cfg.attention, cfg.attention_size, cfg.input_feeding, cfg.bridge, cfg.dropout,
+        cfg.rnn_type,
+        cfg.emb_size,
+        cfg.dec_hidden_size,
+        cfg.dec_layers,
+        encoder.output_size,
+        cfg.attention,
+        cfg.attention_size,
+        cfg.input_feeding,
+        cfg.bridge,
+        cfg.dropout,
     )
     output = nn.Linear(cfg.dec_hidden_size, tgt_vocab_size)
     if cfg.tie_embeddings:

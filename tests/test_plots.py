@@ -1,0 +1,70 @@
+"""nmt.plots: attention heatmaps, learning curves and the tuning plot (real PNG files), and the
+one-line error when matplotlib is missing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from word_models import png_size, save_run, tiny_translator
+
+from nmt import tuning
+from nmt.plots import attention_png, learning_curves_png, tune_png
+
+# --- pictures ----------------------------------------------------------------------------------
+
+
+def test_attention_png(tmp_path):
+    tr = tiny_translator(7)
+    t = tr.search(["a b c d e a b"], beam=2, attention=True)[0][0]
+    S, T = len(t.src_pieces), len(t.tgt_pieces)
+    assert t.attention.shape == (T, S)
+    path = attention_png(t, tmp_path / "att.png", title="a b c")
+    assert png_size(path) == (int(100 * max(4.0, 0.45 * S + 2.0)), int(100 * max(3.0, 0.4 * T + 1.5)))
+
+
+def test_learning_curves_png(tmp_path):
+    records = [{"kind": "train", "step": s, "loss": 5 - s / 100} for s in range(10, 300, 10)]
+    records += [
+        {"kind": "valid", "step": s, "dev_loss": 4 - s / 200, "dev_bleu": s / 10, "best": True} for s in (100, 200, 300)
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert png_size(learning_curves_png(tmp_path)) == (1000, 400)
+    assert (tmp_path / "learning_curves.png").is_file()
+
+
+def test_tune_png(tmp_path):
+    results = [tuning.TuneResult(b, a, 20 + b - a, 1.0, 10.0) for b in (1, 5) for a in (0.0, 0.5, 1.0)]
+    assert png_size(tune_png(results, tmp_path / "t.png")) == (600, 400)
+
+
+def test_cli_plot_attention_and_plot(tmp_path, nmt_cli):
+    run = save_run(tiny_translator(8), tmp_path / "run")
+    result = nmt_cli("translate", "-m", run, "--plot-attention", tmp_path / "pics", input="a b\n\nc d e\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 3  # one line per input line, the empty one included
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["00001.png", "00003.png"]
+    png_size(tmp_path / "pics" / "00003.png")
+
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"kind": "valid", "step": 1, "dev_loss": 2.0, "dev_bleu": 3.0}) + "\n"
+    )
+    result = nmt_cli("plot", run)
+    assert result.returncode == 0 and png_size(run / "learning_curves.png") == (1000, 400)
+
+
+def test_without_matplotlib_the_drawing_commands_say_how_to_get_it(tmp_path):
+    run = save_run(tiny_translator(9), tmp_path / "run")
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"kind": "valid", "step": 1, "dev_loss": 2.0, "dev_bleu": 3.0}) + "\n"
+    )
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from nmt.cli import main; "
+        f"sys.exit(main(['plot', {str(run)!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "nmt: missing dependency: drawing needs matplotlib: pip install 'nmt[plot]' (or pip install matplotlib)"
+    ]

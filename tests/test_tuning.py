@@ -1,0 +1,132 @@
+"""nmt.tuning and the run's stored decoding defaults (`nmt tune --write`), and the choice of
+evaluation data (nmt.evaluate.eval_data)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from word_models import png_size, save_run, tiny_translator
+
+from nmt import tuning
+from nmt.checkpoint import checkpoint_path, remember_run, write_decoding_defaults
+from nmt.config import DataConfig
+from nmt.errors import DataError
+from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.translate import Translator
+
+# --- tuning and stored decoding defaults ------------------------------------------------------
+
+
+def test_tune_table_best_and_stored_defaults(tmp_path):
+    tr = tiny_translator(5, alpha=1.0)
+    sources = ["a b", "c", "d e a", "b b c"]
+    refs = tr.translate(sources, beam=3, alpha=0.0)
+    results = tuning.tune(tr, sources, refs, beams=[1, 3], alphas=[0.0, 1.0])
+    assert [(r.beam, r.alpha) for r in results] == [(1, 0.0), (1, 1.0), (3, 0.0), (3, 1.0)]
+    assert results[0].bleu == results[1].bleu  # greedy ignores alpha
+    assert tuning.best(results).bleu == max(r.bleu for r in results)
+    assert "<- best" in tuning.table(results)
+
+    run = save_run(tr, tmp_path / "run")
+    assert Translator.load(run).cfg.decoding.beam_size == 5  # the checkpoint's default
+    write_decoding_defaults(run, 3, 0.25)
+    loaded = Translator.load(run)
+    assert (loaded.cfg.decoding.beam_size, loaded.cfg.decoding.alpha) == (3, 0.25)
+
+
+def test_cli_tune_write_then_translate_uses_it(tmp_path, nmt_cli):
+    tr = tiny_translator(6)
+    run = save_run(tr, tmp_path / "run")
+    sources = ["a b", "c", "d e a", "b b c", "e a"]
+    refs = tr.translate(sources, beam=2, alpha=0.5)
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n")
+    result = nmt_cli(
+        "tune",
+        "-m",
+        run,
+        "--src",
+        tmp_path / "src.txt",
+        "--ref",
+        tmp_path / "ref.txt",
+        "--beam",
+        "1,2",
+        "--alpha",
+        "0,0.5",
+        "--write",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stored in" in result.stdout and png_size(run / "tune.png") == (600, 400)
+    stored = (run / "decoding.yaml").read_text()
+    chosen = yaml.safe_load(stored)
+    assert set(chosen) == {"beam_size", "alpha"}
+    default = nmt_cli("translate", "-m", run, "-i", tmp_path / "src.txt")
+    explicit = nmt_cli(
+        "translate",
+        "-m",
+        run,
+        "-i",
+        tmp_path / "src.txt",
+        "--beam",
+        str(chosen["beam_size"]),
+        "--alpha",
+        str(chosen["alpha"]),
+    )
+    assert default.returncode == 0 and default.stdout == explicit.stdout
+    override = nmt_cli("translate", "-m", run, "-i", tmp_path / "src.txt", "--beam", "1")
+    assert override.stdout == "\n".join(tr.translate(sources, beam=1)) + "\n"
+
+
+def test_tune_target_checkpoint_run_dir_and_plot_path(tmp_path, monkeypatch):
+    run = save_run(tiny_translator(0), tmp_path / "run")
+    target = tuning.TuneTarget.find(run)
+    assert (target.checkpoint, target.run_dir) == (checkpoint_path(run, "best"), run)
+    assert target.plot_path() == run / "tune.png" and target.plot_path("x.png") == "x.png"
+    monkeypatch.setenv("NMT_STATE_DIR", str(tmp_path / "state"))
+    remember_run(run)
+    assert tuning.TuneTarget.find(None, write=True) == target  # the latest run
+    choice = tuning.TuneResult(3, 0.5, 10.0, 1.0, 1.0)
+    assert target.store(choice) == run / "decoding.yaml"
+    assert yaml.safe_load((run / "decoding.yaml").read_text()) == {"beam_size": 3, "alpha": 0.5}
+
+    loose = tmp_path / "loose.pt"
+    loose.write_bytes(checkpoint_path(run, "best").read_bytes())
+    outside = tuning.TuneTarget.find(loose)
+    assert outside.run_dir is None and outside.plot_path() == tmp_path / "tune.png"
+    with pytest.raises(DataError, match="--write: .*loose.pt is not inside a run directory"):
+        tuning.TuneTarget.find(loose, write=True)
+    with pytest.raises(DataError, match="not inside a run directory"):
+        outside.store(choice)
+
+
+def test_eval_data_files_or_split(tmp_path):
+    (tmp_path / "s.txt").write_text("a b\nc\n")
+    (tmp_path / "r.txt").write_text("b\nc\n")
+    (tmp_path / "short.txt").write_text("b\n")
+    data = DataConfig(src_lang="de", tgt_lang="en", dev=str(tmp_path / "dev"))
+    src, ref = str(tmp_path / "s.txt"), str(tmp_path / "r.txt")
+    assert eval_data(data, "dev", src, ref) == (["a b", "c"], ["b", "c"], src)
+    for one in ({"src": src}, {"ref": ref}):
+        with pytest.raises(DataError, match="^--src and --ref go together: give both files$"):
+            eval_data(data, "dev", **one)
+    with pytest.raises(DataError, match="s.txt has 2 lines but .*short.txt has 1: expected aligned files"):
+        eval_data(data, "dev", src, str(tmp_path / "short.txt"))
+
+    (tmp_path / "dev.de").write_text("x\n")
+    (tmp_path / "dev.en").write_text("y\n")
+    assert eval_data(data, "dev") == (["x"], ["y"], str(tmp_path / "dev"))
+    with pytest.raises(DataError, match="^data.test: the run's config names no test split; pass --src and --ref$"):
+        eval_data(data, "test")
+    with pytest.raises(DataError, match="^data.test: this config names no test split to evaluate$"):
+        eval_data(data, "test", missing=NO_SPLIT_TO_EVALUATE)
+    # the prefixes from one config (nmt evaluate CONFIG), the languages from the run's
+    other = DataConfig(src_lang="xx", tgt_lang="yy", test=str(tmp_path / "dev"))
+    assert eval_data(data, "test", splits=other) == (["x"], ["y"], str(tmp_path / "dev"))
+
+
+def test_bad_stored_defaults_are_a_one_line_error(tmp_path, nmt_cli, one_line_error):
+    run = save_run(tiny_translator(0), tmp_path / "run")
+    (run / "decoding.yaml").write_text("alpha: -3\n")
+    result = nmt_cli("translate", "-m", run, input="a b\n")
+    message = one_line_error(result, "config error", 2)
+    assert "decoding.yaml" in message and "decoding.alpha" in message
