@@ -42,8 +42,10 @@ def _decoding_options(q: argparse.ArgumentParser) -> None:
 
 def _eval_data_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("-m", "--model", help=MODEL_HELP)
-    q.add_argument("--split", choices=["dev", "test"], default="dev", help="the run's split (default: dev)")
-    q.add_argument("--src", help="source file (instead of the run's split; with --ref)")
+    q.add_argument(
+        "--split", choices=["dev", "test"], help="the run's own dev or test split (give this, or --src and --ref)"
+    )
+    q.add_argument("--src", help="source file (instead of a split; with --ref)")
     q.add_argument("--ref", help="reference file, aligned with --src")
     _model_options(q)
 
@@ -74,6 +76,12 @@ def _add_translate(sub) -> None:
         "--n-best",
         type=_decoding_value("n_best"),
         help="print the K best as 'LINE ||| TEXT ||| SCORE' (K lines per input)",
+    )
+    tr.add_argument(
+        "--no-unk",
+        action="store_const",
+        const=True,
+        help="never output the unknown token (greedy and beam search; default: decoding.no_unk)",
     )
     tr.add_argument("-i", "--input", help="input file (default: stdin)")
     tr.add_argument("-o", "--output", help="output file (default: stdout)")

@@ -5,22 +5,26 @@ and `checkpoints/{best,last}.pt` (hard links to the `checkpoints/step-N.pt` file
 writes and prunes); `decoding.yaml` when `nmt tune --write` stored decoding
 defaults. A checkpoint is self-contained: it carries the resolved
 config and the sentencepiece models next to the weights, as tensors and plain Python values
-only, so it loads with `torch.load(weights_only=True)` and cannot run code.
+only, so it loads with `torch.load(weights_only=True)` and cannot run code. (Starting, clearing,
+locking and resuming a run directory: nmt.rundir.)
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 
-from nmt.errors import CheckpointError, ConfigError
+from nmt.errors import CheckpointError, ConfigError, NmtError
 from nmt.files import atomic_write
+from nmt.untrusted import load_yaml, short_repr
 
 if TYPE_CHECKING:
     from nmt.data.tokenizer import Tokenizer
@@ -28,35 +32,121 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoints"
 DECODING_FILE = "decoding.yaml"
 FORMAT_VERSION = 1
+STEP_FILE = re.compile(r"step-(\d+)\.pt")  # checkpoints/step-N.pt; any other name is not training's
 
+# A checkpoint is a zip file; one whose entries declare more bytes than this in all is refused
+# before torch.load unpacks it (a hostile file can expand a few kilobytes to terabytes).
+MAX_UNCOMPRESSED_BYTES = 16 * 2**30
 
 REQUIRED_KEYS = ("config", "tokenizers", "model")
 
 
+class _Recorded:
+    """A file that remembers the OSError of a failed write: torch.save reports a failed write
+    (a full disk) only as "unexpected pos"."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write `state` to `path` atomically: a kill at any moment leaves the old file intact."""
+    """Write `state` to `path` atomically: a kill at any moment leaves the old file intact. A
+    failed write (a full disk) leaves the old file and no temporary one: a CheckpointError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: torch.save({"format": FORMAT_VERSION, **state}, f))
+    recorded = []
+
+    def write(f) -> None:
+        recorded.append(_Recorded(f))
+        torch.save({"format": FORMAT_VERSION, **state}, recorded[0])
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
+    except (OSError, RuntimeError) as e:
+        error = recorded[0].error if recorded and recorded[0].error else e
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[-1]
+        raise CheckpointError(
+            f"{path}: cannot write the checkpoint ({reason}); the ones before it are unchanged"
+        ) from None
 
 
 def link_checkpoint(source: Path, name: Path) -> None:
     """Make `name` the same file as `source`, atomically: a hard link (no extra disk), or a copy
     where the file system has no links."""
     tmp = name.with_name(f".{name.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, name)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"{name}: cannot point it at {source.name} ({e.strerror}); it is unchanged") from None
+
+
+def step_files(folder: Path) -> dict[int, Path]:
+    """The checkpoints/step-N.pt files of a run, by N (other names in the folder are ignored)."""
+    try:
+        names = os.listdir(folder)
     except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, name)
+        return {}
+    matches = (STEP_FILE.fullmatch(name) for name in names)
+    return {int(m[1]): folder / m[0] for m in matches if m}
+
+
+def save_step(state: dict[str, Any], run_dir: Path, best: bool, keep_last: int, keep_best: int) -> Path:
+    """Write a training state as checkpoints/step-N.pt (N: its progress step), point best.pt (if
+    `best`) and then last.pt at it, and keep only the keep_last newest and the keep_best best
+    step files (by the progress's "scores", step -> dev metric, higher is better; last.pt and
+    best.pt stay: they are hard links). best.pt goes first: a kill between the two links leaves
+    best.pt on a model at least as good as the best one that last.pt records."""
+    path = checkpoint_path(run_dir, f"step-{state['progress']['step']:08d}")
+    save_checkpoint(state, path)
+    if best:
+        link_checkpoint(path, checkpoint_path(run_dir, "best"))
+    link_checkpoint(path, checkpoint_path(run_dir, "last"))
+    files = step_files(path.parent)
+    scores = state["progress"]["scores"]
+    newest = sorted(files)[-keep_last:]
+    kept_best = sorted((s for s in files if str(s) in scores), key=lambda s: -scores[str(s)])[:keep_best]
+    for step in set(files) - set(newest) - set(kept_best):
+        files[step].unlink(missing_ok=True)
+    return path
+
+
+def _check_expanded_size(path: Path) -> None:
+    """Refuse a zip whose entries declare more than MAX_UNCOMPRESSED_BYTES in all (not a zip: torch decides)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = sum(info.file_size for info in archive.infolist())
+    except Exception:  # noqa: BLE001 - not a readable zip: torch.load says what it is
+        return
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise CheckpointError(
+            f"{path}: refused to load: its entries would expand to {total / 2**30:.1f} GiB, more than "
+            f"the {MAX_UNCOMPRESSED_BYTES / 2**30:g} GiB limit (nmt.checkpoint.MAX_UNCOMPRESSED_BYTES)"
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU without unpickling arbitrary objects."""
+    """Load a checkpoint on the CPU without unpickling arbitrary objects (nor unpacking more than
+    MAX_UNCOMPRESSED_BYTES)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    _check_expanded_size(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -106,22 +196,27 @@ def _state_file() -> Path:
 
 
 def remember_run(run_dir: str | Path) -> None:
-    """Record `run_dir` as the default model of `nmt translate` and `nmt evaluate`."""
+    """Record `run_dir` as the default model of `nmt translate` and `nmt evaluate` (atomically)."""
+    data = (str(Path(run_dir).resolve()) + "\n").encode("utf-8")
     try:
         state = _state_file()
         state.parent.mkdir(parents=True, exist_ok=True)
-        state.write_text(str(Path(run_dir).resolve()) + "\n", encoding="utf-8")
-    except OSError:
+        atomic_write(state, lambda f: f.write(data))
+    except (OSError, NmtError):
         pass  # only a convenience: -m still works
 
 
 def latest_run() -> Path:
-    """The run directory most recently trained on this machine."""
+    """The run directory most recently trained on this machine. A pointer that is empty or not
+    an absolute path (damaged) means none."""
     state = _state_file()
     try:
-        run = Path(state.read_text(encoding="utf-8").strip())
-    except OSError:
-        raise CheckpointError("no trained run found: train one with `nmt train CONFIG` or pass -m RUN_DIR") from None
+        text = state.read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if not text or "\n" in text or not os.path.isabs(text):
+        raise CheckpointError("no trained run found: train one with `nmt train CONFIG` or pass -m RUN_DIR")
+    run = Path(text)
     if not run.is_dir():
         raise CheckpointError(f"{run}: the most recent run directory is gone; pass -m RUN_DIR")
     return run
@@ -144,11 +239,14 @@ def read_decoding_defaults(run_dir: str | Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raw = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the stored decoding defaults ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of decoding keys, got {type(raw).__name__}")
+    for key, value in raw.items():
+        if not isinstance(key, str) or isinstance(value, (dict, list)):
+            raise ConfigError(f"{path}: expected `key: value` lines, got {short_repr(key)}: {short_repr(value)}")
     return [f"decoding.{key}={value}" for key, value in raw.items()]
 
 

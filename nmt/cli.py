@@ -3,7 +3,10 @@
 Everything here is a thin layer over the library (nmt.run, nmt.translate, nmt.evaluate,
 nmt.tuning, nmt.analysis, nmt.metrics); the options are defined in nmt.arguments. Library code
 raises NmtError subclasses; `main` prints them as one line, `nmt: <kind>: <message>`, and
-exits with their code (2 for config errors, 1 otherwise).
+exits with their code (2 for config errors, 1 otherwise). Output files are checked before any
+model is loaded (nmt.files.check_output); pictures are drawn after the results are written, and
+a picture that cannot be drawn is a note, not an error. A reader that goes away (`| head`) ends
+the command quietly, with status 0.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import sys
 from pathlib import Path
 
 from nmt.arguments import bad_combination, build_parser
-from nmt.errors import NmtError
+from nmt.errors import ConfigError, NmtError
+
+#: what drawing a picture can fail with once the results are safe: no matplotlib
+#: (MissingDependency), a figure too large to draw (matplotlib's ValueError), an unwritable place
+DRAWING_FAILURES = (NmtError, ValueError, OSError, MemoryError)
+#: an attention heatmap with more subwords than this on a side is not drawn: it would be a picture
+#: of hundreds of megapixels (gigabytes of memory to render), and unreadable
+MAX_HEATMAP_PIECES = 250
 
 
 def _read_input(path: str | None) -> list[str]:
@@ -27,9 +37,21 @@ def _read_input(path: str | None) -> list[str]:
     return decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
+def _to_file(path: str | None) -> bool:
+    return bool(path) and path != "-"
+
+
+def _check_output(path: str | Path | None) -> None:
+    """Before any model is loaded: a DataError unless the output file can be written."""
+    if path is not None and _to_file(str(path)):
+        from nmt.files import check_output
+
+        check_output(path)
+
+
 def _write_output(path: str | None, lines: list[str]) -> None:
-    """Write lines to stdout, or to a file atomically (never half-written)."""
-    if path and path != "-":
+    """Write lines to stdout, or to a file (atomically; devices and FIFOs in place: nmt.files)."""
+    if _to_file(path):
         from nmt.files import write_lines
 
         write_lines(path, lines)
@@ -58,7 +80,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note(message: str) -> None:
+    print(f"nmt: note: {message}", file=sys.stderr)
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
+    _check_output(args.output)
     translator = _load_translator(args.model, args)
     lines = _read_input(args.input)
     n = args.n_best or translator.cfg.decoding.n_best
@@ -66,16 +97,16 @@ def cmd_translate(args: argparse.Namespace) -> int:
         results = translator.sample(lines, n, args.temperature, args.top_k, args.seed)
     else:
         results = translator.search(
-            lines, beam=args.beam, alpha=args.alpha, n_best=args.n_best, attention=bool(args.plot_attention)
+            lines, args.beam, args.alpha, args.n_best, attention=bool(args.plot_attention), no_unk=args.no_unk
         )
     if n > 1:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:
         out = [nbest[0].text for nbest in results]
+    _write_output(args.output, out)  # the results first: drawing must not lose them
+    _note_long_lines(translator, lines)
     if args.plot_attention:
         _plot_attention(Path(args.plot_attention), lines, results)
-    _write_output(args.output, out)
-    _note_long_lines(translator, lines)
     return 0
 
 
@@ -84,37 +115,55 @@ def _note_long_lines(translator, lines: list[str]) -> None:
     long = translator.too_long(lines)
     limit = translator.cfg.data.max_src_length
     for index, n in long[:5]:
-        print(
-            f"nmt: note: input line {index + 1} has {n} subwords, more than the {limit} of the longest "
-            "training source (data.max_src_length): translated whole, expect a poorer translation",
-            file=sys.stderr,
+        _note(
+            f"input line {index + 1} has {n} subwords, more than the {limit} of the longest "
+            "training source (data.max_src_length): translated whole, expect a poorer translation"
         )
     if len(long) > 5:
-        print(f"nmt: note: {len(long) - 5} more input lines are that long", file=sys.stderr)
+        _note(f"{len(long) - 5} more input lines are that long")
 
 
 def _plot_attention(folder: Path, lines: list[str], results: list) -> None:
-    """One PNG per input line (its best translation): FOLDER/00001.png, ... (numbered from 1)."""
+    """One PNG per input line (its best translation): FOLDER/00001.png, ... (numbered from 1).
+    A picture that cannot be drawn (too large, an unwritable folder) is skipped and said in one
+    note; without matplotlib none is drawn, and a note says so."""
+    from nmt.errors import MissingDependency
     from nmt.plots import attention_png
 
     width = max(5, len(str(len(lines))))
+    failed: list[tuple[int, str]] = []
     for number, (line, nbest) in enumerate(zip(lines, results), 1):
-        if nbest[0].attention is not None:  # empty lines have no picture
+        if nbest[0].attention is None:  # empty lines have no picture
+            continue
+        T, S = nbest[0].attention.shape
+        if max(T, S) > MAX_HEATMAP_PIECES:
+            failed.append((number, f"{S} x {T} subwords, too large to draw (at most {MAX_HEATMAP_PIECES} a side)"))
+            continue
+        try:
             attention_png(nbest[0], folder / f"{number:0{width}d}.png", title=f"{line[:60]}  ->  {nbest[0].text[:60]}")
+        except MissingDependency as e:
+            _note(f"no attention heatmaps: {e}")
+            return
+        except DRAWING_FAILURES as e:
+            failed.append((number, _reason(e)))
+    if failed:
+        _note(f"{len(failed)} attention heatmap(s) not drawn (input line {failed[0][0]}: {failed[0][1]})")
     print(f"nmt: attention heatmaps in {folder}/", file=sys.stderr)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from nmt import analysis
-    from nmt.evaluate import eval_data
+    from nmt.evaluate import check_eval_choice, eval_data
 
+    check_eval_choice(args.split, args.src, args.ref)  # before the model is loaded
     translator = _load_translator(args.model, args)
     src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
     results = analysis.analyze(translator, src, ref, args.beam, args.alpha)
     if args.json:
         print(json.dumps(analysis.to_json(results, with_sentences=args.per_sentence), indent=1, ensure_ascii=False))
         return 0
-    print(f"{name}: {len(src)} sentences; scores are log P / T^alpha ({translator.cfg.decoding.length_penalty})")
+    d = translator.decoding(alpha=args.alpha)
+    print(analysis.header(name, len(src), d.length_penalty, d.alpha))
     print(analysis.table(results))
     for r in results:
         print(analysis.verdict(r))
@@ -123,8 +172,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from nmt import tuning
-    from nmt.evaluate import eval_data
+    from nmt.evaluate import check_eval_choice, eval_data
 
+    if args.plot and not args.no_plot and not args.plot.lower().endswith(".png"):
+        raise ConfigError(f"--plot: expected a file name ending in .png, got {args.plot!r}")
+    check_eval_choice(args.split, args.src, args.ref)  # before the model is loaded
     target = tuning.TuneTarget.find(args.model, write=args.write)
     translator = _load_translator(target.checkpoint, args)
     src, ref, name = eval_data(translator.cfg.data, args.split, args.src, args.ref)
@@ -132,15 +184,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     best = tuning.best(results)
     print(f"{name}: {len(src)} sentences")
     print(tuning.table(results))
-    if not args.no_plot:
-        from nmt.plots import tune_png
-
-        print(f"plot: {tune_png(results, target.plot_path(args.plot))}")
-    if args.write:
-        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); stored in {target.store(best)}")
+    chosen = f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f})"
+    if args.write:  # stored before drawing: a picture that fails must not lose the choice
+        print(f"{chosen}; stored in {target.store(best)}")
     else:
-        print(f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f}); --write stores it with the run")
+        print(f"{chosen}; --write stores it with the run")
+    if not args.no_plot:
+        _draw_tune(results, target.plot_path(args.plot))
     return 0
+
+
+def _draw_tune(results: list, path: str | Path) -> None:
+    """BLEU against alpha into `path`; a note instead when it cannot be drawn."""
+    from nmt.plots import tune_png
+
+    sys.stdout.flush()  # the results stay above the note
+    try:
+        drawn = tune_png(results, path)
+    except DRAWING_FAILURES as e:
+        _note(f"no plot {path}: {_reason(e)}")
+        return
+    print(f"plot: {drawn}")
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -154,17 +218,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nmt.config import load_config
     from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data, translate_and_score
 
+    _check_output(args.output)  # before the config and the model are loaded
     target = Path(args.target)
-    if target.is_dir():
-        translator = _load_translator(target, args)
-        run_dir, cfg = target, translator.cfg
-    else:
-        cfg = load_config(target, args.set)
-        run_dir = Path(cfg.run_dir)
-        translator = _load_translator(run_dir, args)
-    # the split's prefix comes from CONFIG (or the run's config), its languages from the run
-    src, ref, prefix = eval_data(translator.cfg.data, args.split, splits=cfg.data, missing=NO_SPLIT_TO_EVALUATE)
+    cfg = None if target.is_dir() else load_config(target, args.set)
+    run_dir = target if cfg is None else Path(cfg.run_dir)
     out = Path(args.output) if args.output else run_dir / f"{args.split}.hyp"
+    translator = _load_translator(run_dir, args)
+    if not args.output:
+        _check_output(out)  # the run's own file, once the run is known to be there: before decoding
+    # the split's prefix comes from CONFIG (or the run's config), its languages from the run
+    splits = translator.cfg.data if cfg is None else cfg.data
+    src, ref, prefix = eval_data(translator.cfg.data, args.split, splits=splits, missing=NO_SPLIT_TO_EVALUATE)
     d = translator.decoding(args.beam, args.alpha)  # what the search will use
     scores, _ = translate_and_score(translator, src, ref, out, d.beam_size, d.alpha)
     print(f"{args.split} ({prefix}, {len(src)} sentences, beam {d.beam_size}, alpha {d.alpha:g}): hypotheses in {out}")
@@ -209,14 +273,40 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         parser.error(problem)  # usage line + message, exit 2
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at the interpreter's exit
+        return code
     except NmtError as e:
         if not e.shown_by_rank0:  # distributed training: rank 0 says it
-            print(f"nmt: {_rank_prefix()}{e.kind}: {e}", file=sys.stderr)
+            _say(f"nmt: {_rank_prefix()}{e.kind}: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        print("nmt: interrupted", file=sys.stderr)
+        _say("nmt: interrupted")
         return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+    except BrokenPipeError:  # the reader of stdout or stderr went away (e.g. `| head`): not an error
+        _silence_broken_streams()
         return 0
+
+
+def _say(line: str) -> None:
+    """A line on stderr, unless its reader has gone."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        pass
+    _silence_broken_streams()
+
+
+def _silence_broken_streams() -> None:
+    """Flush stdout and stderr; one whose reader has gone is pointed at /dev/null, so that the
+    interpreter's own flush at exit neither complains nor turns the exit status into 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from nmt.errors import ConfigError
+from nmt.untrusted import load_yaml, short_repr
 
 if TYPE_CHECKING:  # torch loads only when a device is resolved (`nmt bleu` never does)
     import torch
@@ -33,6 +34,20 @@ PROBABILITY = (lambda x: 0 <= x < 1, "a number in [0, 1)", "")
 AT_LEAST_ONE = (lambda x: x >= 1, "a number >= 1", "an integer >= 1")
 FRACTION = (lambda x: 0 < x < 1, "a number in (0, 1)", "")
 COVERAGE = (lambda x: 0 < x <= 1, "a number in (0, 1]", "")
+
+
+def _up_to(high: int, low: int = 1) -> tuple:
+    """An integer in [low, high]: upper bounds keep a config (or a checkpoint's: anyone's) from
+    asking for a model, a batch or a search that no machine allocates, or a decode without end."""
+    return (lambda x: low <= x <= high, f"a number in [{low:,}, {high:,}]", f"an integer from {low:,} to {high:,}")
+
+
+SIZE = _up_to(8192)  # embedding, hidden and attention sizes
+LAYERS = _up_to(16)
+BEAM = _up_to(1000)
+LENGTH_RATIO = (lambda x: 0 < x <= 10, "a number in (0, 10]", "")
+LENGTH_OFFSET = _up_to(1000, low=0)
+SEED = (lambda x: -(2**63) <= x < 2**63, "", "an integer in [-2^63, 2^63 - 1] (torch.manual_seed's range, with room)")
 
 
 def _expected(check: tuple, tp: Any) -> str:
@@ -85,13 +100,13 @@ class ModelConfig:
 
     encoder: Literal["birnn"] = _f("birnn", help="the encoder (nmt.model.seq2seq.ENCODERS)")
     rnn_type: Literal["lstm", "gru", "rnn"] = _f("lstm")
-    emb_size: int = _f(256, AT_LEAST_ONE)
-    enc_hidden_size: int = _f(256, AT_LEAST_ONE, "per direction; encoder states are 2x this")
-    enc_layers: int = _f(1, AT_LEAST_ONE)
-    dec_hidden_size: int = _f(256, AT_LEAST_ONE)
-    dec_layers: int = _f(1, AT_LEAST_ONE)
+    emb_size: int = _f(256, SIZE)
+    enc_hidden_size: int = _f(256, SIZE, "per direction; encoder states are 2x this")
+    enc_layers: int = _f(1, LAYERS)
+    dec_hidden_size: int = _f(256, SIZE)
+    dec_layers: int = _f(1, LAYERS)
     attention: Literal["bahdanau", "luong_dot", "luong_general"] = _f("bahdanau")
-    attention_size: int = _f(256, AT_LEAST_ONE, "bahdanau: size of W s + U h")
+    attention_size: int = _f(256, SIZE, "bahdanau: size of W s + U h")
     input_feeding: bool = _f(True, help="feed the previous attentional vector to the decoder")
     bridge: bool = _f(True, help="decoder initial state = tanh(W [enc final fwd; bwd])")
     dropout: float = _f(0.2, PROBABILITY)
@@ -112,7 +127,7 @@ class TrainingConfig:
     weight_decay: float = _f(0.0, NON_NEGATIVE)
     clip_norm: float = _f(1.0, NON_NEGATIVE, "max gradient norm; 0 turns clipping off")
     label_smoothing: float = _f(0.1, PROBABILITY)
-    batch_size: int = _f(4096, AT_LEAST_ONE, "per batch and process: tokens or sentences, see batch_type")
+    batch_size: int = _f(4096, _up_to(1_000_000), "per batch and process: tokens or sentences, see batch_type")
     batch_type: Literal["tokens", "sentences"] = _f("tokens")
     lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "linear"] = _f("plateau")
     warmup_steps: int = _f(0, NON_NEGATIVE, "linear warmup before the schedule")
@@ -139,14 +154,20 @@ class TrainingConfig:
 class DecodingConfig:
     """Search defaults for translation, evaluation and the score after training."""
 
-    beam_size: int = _f(5, AT_LEAST_ONE, "1 means greedy")
+    beam_size: int = _f(5, BEAM, "1 means greedy")
     alpha: float = _f(1.0, NON_NEGATIVE, "length normalisation exponent")
     length_penalty: Literal["average", "gnmt"] = _f("average", help="score/T^a or /((5+T)/6)^a")
-    n_best: int = _f(1, AT_LEAST_ONE)
-    max_length_ratio: float = _f(1.5, POSITIVE, "max output length = ratio * source + offset")
-    max_length_offset: int = _f(10, NON_NEGATIVE)
-    batch_size: int = _f(128, AT_LEAST_ONE, "sentences per batch (x beam_size rows in beam search)")
+    n_best: int = _f(1, BEAM)
+    max_length_ratio: float = _f(1.5, LENGTH_RATIO, "max output length = ratio * source + offset")
+    max_length_offset: int = _f(10, LENGTH_OFFSET)
+    batch_size: int = _f(128, _up_to(10_000), "sentences per batch (x beam_size rows in beam search)")
     precision: Literal["fp32", "bf16", "fp16"] = _f("fp32", help="bf16/fp16: autocast the search's model")
+    stop: Literal["exact", "fast"] = _f(
+        "exact",
+        help="beam search stops when nothing can beat the n-best (exact), "
+        "or when nothing is more probable (fast: the usual heuristic)",
+    )
+    no_unk: bool = _f(False, help="never output the unknown token (sampling never draws it anyway)")
 
 
 @dataclass
@@ -155,7 +176,7 @@ class Config:
 
     name: str = _f("nmt")
     run_dir: str = _f("runs/nmt", help="config, sentencepiece models, checkpoints, logs")
-    seed: int = _f(1)
+    seed: int = _f(1, SEED)
     device: Literal["auto", "cpu", "cuda"] = _f("auto")
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -213,7 +234,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {_describe(tp)}, got {short_repr(value)}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -221,13 +242,15 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {short_repr(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key not in fields:
+        name = key if isinstance(key, str) else short_repr(key)  # a key may be anything hashable
+        name = name if len(name) <= 80 else name[:77] + "..."
+        path = f"{prefix}.{name}" if prefix else name
+        if not isinstance(key, str) or key not in fields:  # (a str: hashing anything else may not end)
             raise ConfigError(f"{path}: unknown key (expected one of: {', '.join(fields)})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
@@ -241,9 +264,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         except ConfigError:
             if check is None:
                 raise
-            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {value!r}") from None
+            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {short_repr(value)}") from None
         if check is not None and value is not None and not check[0](value):
-            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_expected(check, tp)}, got {short_repr(value)}")
         values[key] = value
     return cls(**values)
 
@@ -281,8 +304,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item}: expected key.path=value")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
+        value = load_yaml(text, f"--set {item}") if text.strip() else None
+    except ConfigError:
         value = text
     return key.strip().split("."), value
 
@@ -317,13 +340,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config ({e})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    return config_from_dict(raw, overrides)
+    return config_from_dict(load_yaml(text, str(path)), overrides)  # aliases expand boundedly
 
 
 def config_to_dict(cfg: Config) -> dict:
@@ -332,8 +349,11 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    """Write the resolved config as YAML, atomically (a temporary file, fsync, rename)."""
+    from nmt.files import atomic_write
+
+    data = yaml.safe_dump(config_to_dict(cfg), sort_keys=False).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _yaml_value(value: Any) -> str:

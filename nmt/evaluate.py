@@ -1,7 +1,9 @@
 """Scoring translations of a split: BLEU and chrF (sacrebleu), and exact-match accuracy.
 
 `eval_data` decides what `nmt evaluate`, `nmt analyze` and `nmt tune` read: the --src/--ref
-files, or the dev/test split the config names (PREFIX.SRC_LANG, PREFIX.TGT_LANG). `score` turns
+files, or the dev/test split the config names (PREFIX.SRC_LANG, PREFIX.TGT_LANG). The paths in
+a checkpoint's config are read only when the user asks for its split by name (`--split`):
+a checkpoint may come from anyone (`check_eval_choice`). `score` turns
 hypotheses and references into `Scores`, which keep nmt.metrics' reports (sacrebleu's score with
 its signature), so BLEU and its signature are computed in one place.
 """
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 NO_SPLIT = "data.{split}: the run's config names no {split} split; pass --src and --ref"
 #: ... and nmt evaluate's, which takes a split only
 NO_SPLIT_TO_EVALUATE = "data.{split}: this config names no {split} split to evaluate"
+#: analyze's and tune's message when neither a split nor files are named
+NO_DATA = "no data named: pass --split dev|test (the run's own split) or --src FILE --ref FILE"
 
 
 @dataclass
@@ -61,9 +65,18 @@ def score(hyps: list[str], refs: list[str]) -> Scores:
     return Scores(metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs]), exact)
 
 
+def check_eval_choice(split: str | None, src: str | None, ref: str | None) -> None:
+    """A DataError unless the user named the data: --src and --ref (both), or a split."""
+    if src or ref:
+        if not (src and ref):
+            raise DataError("--src and --ref go together: give both files")
+    elif split is None:
+        raise DataError(NO_DATA)
+
+
 def eval_data(
     data: DataConfig,
-    split: str,
+    split: str | None,
     src: str | None = None,
     ref: str | None = None,
     splits: DataConfig | None = None,
@@ -73,11 +86,11 @@ def eval_data(
 
     The files `src` and `ref` (both or neither, aligned line by line) if given; else the split
     `split` ('dev' or 'test'), whose prefix `splits` names (default: `data`), read in `data`'s
-    languages. A split that is not named raises DataError(`missing`, formatted with `split`).
+    languages. A split that is not named raises DataError(`missing`, formatted with `split`);
+    neither files nor a split (None) raises DataError(NO_DATA).
     """
+    check_eval_choice(split, src, ref)
     if src or ref:
-        if not (src and ref):
-            raise DataError("--src and --ref go together: give both files")
         sources, references = read_lines(src), read_lines(ref)
         if len(sources) != len(references):
             raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: expected aligned files")

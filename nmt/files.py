@@ -1,5 +1,12 @@
-"""Writing files so that nothing is ever half-written: a temporary file in the same folder,
-flushed to disk, then renamed over the target."""
+"""Writing files so that nothing is ever half-written or put in the wrong place.
+
+A regular file (or a new one) is written atomically: a temporary file in the same folder,
+flushed to disk, then renamed over the target. A symbolic link is followed: its target is
+written (atomically when that is a regular file), the link stays. A device or a FIFO
+(`/dev/null`, `/dev/stdout`, a named pipe) is opened and written in place, as a shell's `>`
+would; renaming a file over it would replace the device. `check_output` says before any work
+whether `write_output` will be able to write a path.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +49,59 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         os.close(dir_fd)
 
 
+def _target(path: Path) -> Path:
+    """What writing `path` writes: the file a symbolic link points to (resolved through every
+    link, dangling or not), else `path` itself."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def _in_place(target: Path) -> bool:
+    """True for something that exists and is neither a regular file nor a folder: a device, a
+    FIFO, a socket. It is opened and written, never replaced."""
+    return target.exists() and not target.is_file() and not target.is_dir()
+
+
+def check_output(path: str | Path) -> None:
+    """Before any work: a DataError naming `path` unless `write_output` can write it. A folder
+    (or a name ending in '/'), a missing folder, a folder where no file can be created and a
+    device or FIFO without write permission are refused."""
+    name, path = str(path), Path(path)
+    target = _target(path)
+    if name.endswith(("/", os.sep)) or target.is_dir():
+        raise DataError(f"{name}: is a folder; expected a file name")
+    if _in_place(target):
+        if not os.access(target, os.W_OK):
+            raise DataError(f"{name}: cannot write it (permission denied)")
+        return
+    folder = target.parent
+    if not folder.is_dir():
+        raise DataError(f"{name}: no such folder {folder}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise DataError(f"{name}: cannot create a file in {folder} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def write_output(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path`: atomically to a regular or new file (through a symbolic link, to
+    its target), in place to a device or FIFO. A failure (a full disk) is a DataError naming
+    the path and leaves no partial file; a reader that went away (BrokenPipeError) is left to
+    the caller, as on stdout."""
+    target = _target(Path(path))
+    try:
+        if _in_place(target):
+            with os.fdopen(os.open(target, os.O_WRONLY | os.O_NOCTTY), "wb") as f:
+                f.write(data)
+        else:
+            atomic_write(target, lambda f: f.write(data))
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
 def write_lines(path: str | Path, lines: list[str]) -> None:
-    """Write one line per item, UTF-8, atomically."""
-    data = "".join(line + "\n" for line in lines).encode("utf-8")
-    atomic_write(path, lambda f: f.write(data))
+    """Write one line per item, UTF-8 (see `write_output`)."""
+    write_output(path, "".join(line + "\n" for line in lines).encode("utf-8"))

@@ -5,7 +5,9 @@ reference token y and label smoothing ε, the loss is
 
     -(1 - ε) log p_y - (ε / V) sum_v log p_v  =  logsumexp(z) - (1 - ε) z_y - ε mean(z)
 
-and its gradient with respect to z is g = softmax(z) - (1 - ε) onehot(y) - ε / V. Positions
+and its gradient with respect to z is g = softmax(z) - (1 - ε) onehot(y) - ε / V. (Label
+smoothing, Szegedy et al. 2016, is not in the course's notes: ε = 0 is their plain
+cross-entropy, -log p_y.) Positions
 whose reference is PAD count for nothing. From g the output layer's gradients follow:
 dã = g W_o,  dW_o = gᵀ ã,  db = sum of g over positions.
 

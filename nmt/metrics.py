@@ -8,7 +8,8 @@ defaults as the ``sacrebleu`` CLI, and are printed by sacrebleu's own
 ``json_report`` holds the same keys as its JSON output. On top of that the
 report spells out the pieces of the course's BLEU formula::
 
-    BLEU = BP * exp(sum_n 1/4 log p_n),  p_n = matched_n / total_n,
+    BLEU = BP * exp(sum_n 1/4 log p_n),  p_n = matched_n / total_n,     (the log: notes that
+                                                                        write exp(1/4 sum p_n) drop it)
     BP = min(1, exp(1 - r/c))
 
 Typical use::
@@ -223,7 +224,11 @@ def _reports(result: dict[str, Any]) -> list[Report]:
 def _formula(report: BleuReport) -> list[str]:
     """The course's formula with this score's numbers: p_n, c, r, BP and BLEU."""
     b = report.sacrebleu
-    out = ["BLEU formula: BLEU = BP * exp(sum_n 1/4 log p_n), p_n = matched_n / total_n"]
+    out = [
+        "BLEU formula: BLEU = BP * exp(sum_n 1/4 log p_n), p_n = matched_n / total_n",
+        "  (the geometric mean of p_1..p_4, as in Papineni et al. and sacrebleu: the mean of their logs;",
+        "   notes that write exp(1/4 sum p_n) drop the log)",
+    ]
     smoothed = False
     for n, (m, t, p) in enumerate(zip(b.counts, b.totals, b.precisions), 1):
         note = ""

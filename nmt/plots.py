@@ -8,10 +8,13 @@ raises MissingDependency, with the install command, when it is absent.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nmt.errors import DataError, MissingDependency
+from nmt.files import atomic_write
 
 if TYPE_CHECKING:
     from nmt.translate import Translation
@@ -33,9 +36,10 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> Path:
+    """Write the figure as a PNG atomically (a kill never leaves half a picture)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     fig.clf()
     return path
 
@@ -63,28 +67,43 @@ def attention_png(translation: Translation, path: str | Path, title: str = "") -
     return result
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a run's metrics.jsonl."""
+def _note(message: str) -> None:
+    print(f"nmt: note: {message}", file=sys.stderr)
+
+
+def read_metrics(path: str | Path, note: Callable[[str], None] | None = None) -> list[dict]:
+    """The records of a run's metrics.jsonl. A torn last line (a write cut short by a kill or a
+    full disk) is skipped, with a `note` (default: a line on stderr); a bad line before it is a
+    DataError."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise DataError(f"{path}: cannot read the run's metrics ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
     records = []
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                raise DataError(f"{path} line {number}: not a JSON record") from None
+                if number < len(lines):
+                    raise DataError(f"{path} line {number}: not a JSON record") from None
+                (note or _note)(f"{path} line {number}: skipped a torn last record (a write cut short)")
     return records
 
 
-def learning_curves_png(run_dir: str | Path, path: str | Path | None = None) -> Path:
-    """Training loss, dev loss and dev BLEU against steps, from RUN_DIR/metrics.jsonl."""
+def learning_curves_png(
+    run_dir: str | Path, path: str | Path | None = None, note: Callable[[str], None] | None = None
+) -> Path:
+    """Training loss, dev loss and dev BLEU against steps, from RUN_DIR/metrics.jsonl (`note`:
+    see read_metrics)."""
     plt = _pyplot()
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir / "metrics.jsonl", note)
     train = [r for r in records if r.get("kind") == "train"]
     valid = [r for r in records if r.get("kind") == "valid"]
     if not train and not valid:

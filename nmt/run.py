@@ -9,25 +9,36 @@ and the decoding defaults and draws the learning curves.
 
 from __future__ import annotations
 
-import shutil
+import copy
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from nmt import distributed, runtime
-from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, checkpoint_tokenizers, load_checkpoint, remember_run
+from nmt.checkpoint import checkpoint_path, checkpoint_tokenizers, remember_run
 from nmt.config import Config, config_from_dict, config_to_dict, load_config, resolve_device, save_config
+from nmt.data.corpus import split_path
 from nmt.data.prepare import Split, prepare_data
 from nmt.data.tokenizer import Tokenizer, save_tokenizers
-from nmt.errors import CheckpointError, ConfigError, MissingDependency
+from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency
 from nmt.evaluate import evaluate_split
-from nmt.log import Log
+from nmt.log import Log, trim_metrics
 from nmt.plots import learning_curves_png
+from nmt.rundir import RunLock, check_new_run, clear_run, find_resumable, tidy_for_resume, writing
 from nmt.training import Progress, Trainer
 from nmt.translate import Translator
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log", "spm.model", "spm.src.model", "spm.tgt.model", "test.hyp")
+# relative paths in a config are relative to the working directory; a run stores them absolute
+PATH_KEYS = (
+    ("data", "train"),
+    ("data", "dev"),
+    ("data", "test"),
+    ("tokenizer", "model"),
+    ("tokenizer", "src_model"),
+    ("tokenizer", "tgt_model"),
+)
 
 
 class AllBut:
@@ -68,18 +79,23 @@ def train(
 ) -> Path:
     """Train a model from a Config (or a YAML path, or a run directory, plus overrides); returns the
     run directory. `resume` continues the run in run_dir from its last checkpoint, exactly: model,
-    optimizer, schedule, random state, data order and position, early-stopping state.
+    optimizer, schedule, random state, data order and position, early-stopping state (a new run
+    when there is no checkpoint yet). A run directory given by path is the run, whatever run_dir
+    its config.yaml names.
 
     Under torchrun every process calls it; they train together (see nmt.distributed)."""
     procs, joined = distributed.start()
+    lock = RunLock()  # rank 0 holds it from _open_run to the end
     try:
-        cfg, state = procs.on_main(_open_run, config, overrides, overwrite, resume)
+        cfg, state, notes = procs.on_main(_open_run, config, overrides, overwrite, resume, lock)
         run_dir = Path(cfg.run_dir)
         device = procs.device(resolve_device(cfg.device))
         if device.type == "cuda" and procs.distributed:
             torch.cuda.set_device(device)  # this rank's GPU: where NCCL and DDP work
         log = Log(run_dir if procs.is_main else None)
         try:
+            for note in notes:
+                log(note)
             torch.manual_seed(cfg.seed)
             runtime.configure(cfg.training.num_threads)
             src_tok, tgt_tok, train_split, dev = procs.on_main(_prepare_run, cfg, log, state)
@@ -100,6 +116,7 @@ def train(
         finally:
             log.close()
     finally:
+        lock.release()
         distributed.finish(joined)
     return run_dir
 
@@ -108,53 +125,93 @@ def train(
 
 
 def _open_run(
-    config: Config | str | Path, overrides: list[str] | tuple[str, ...], overwrite: bool, resume: bool
-) -> tuple[Config, dict | None]:
-    """The config, and the state to resume from (or None after preparing a fresh run directory)."""
+    config: Config | str | Path,
+    overrides: list[str] | tuple[str, ...],
+    overwrite: bool,
+    resume: bool,
+    lock: RunLock,
+) -> tuple[Config, dict | None, list[str]]:
+    """The config, the state to resume from (None: a new run) and notes for the log. Everything
+    is checked before the run directory changes; a new run's directory is cleared later, by
+    _prepare_run, once its data and tokenizers are ready."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: choose one")
-    if not isinstance(config, Config) and Path(config).is_dir():
-        config = Path(config) / "config.yaml"  # a run directory: its resolved config
-    cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    runtime.check_precision(resolve_device(cfg.device), cfg.training.precision, "training.precision")  # errors
-    # before any change to the run directory
-    if resume:
-        return cfg, _resume_state(cfg)
-    _start_run_dir(cfg, overwrite)
-    return cfg, None
-
-
-def _start_run_dir(cfg: Config, overwrite: bool) -> Path:
-    """Create the run directory; refuse to mix two runs in one unless told to overwrite."""
-    run_dir = Path(cfg.run_dir)
-    if any((run_dir / CHECKPOINT_DIR).glob("*.pt")) and not overwrite:
-        raise ConfigError(
-            f"run_dir: {run_dir} holds a run already; pass --resume to continue it, --overwrite "
-            "to replace it, or set another run_dir (--set run_dir=...)"
-        )
-    # a replaced run, or an attempt that failed before its first checkpoint
-    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _resume_state(cfg: Config) -> dict:
-    """The run's last checkpoint, after checking that `cfg` describes the same training."""
-    path = checkpoint_path(cfg.run_dir, "last")
-    if not path.is_file():
-        raise ConfigError(f"run_dir: {cfg.run_dir} holds no checkpoints/last.pt to resume from")
-    state = load_checkpoint(path)
-    if "rng" not in state or not RESUME_PROGRESS <= set(state.get("progress", {})):
-        raise CheckpointError(
-            f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
-            "continue training (start a new run)"
-        )
-    for stale in path.parent.glob(".*.tmp"):  # a write that a kill interrupted (the old file is whole)
-        stale.unlink(missing_ok=True)
+    cfg = _read_config(config, overrides)
+    runtime.check_precision(resolve_device(cfg.device), cfg.training.precision, "training.precision")
+    _check_data_files(cfg)
+    run_dir = _make_run_dir(Path(cfg.run_dir))
+    lock.acquire(run_dir)
+    found = find_resumable(run_dir, RESUME_PROGRESS) if resume else None
+    if found is None:
+        _check_tokenizer_files(cfg)
+        check_new_run(run_dir, overwrite)
+        return cfg, None, [f"nothing to resume in {run_dir}: starting a new run"] if resume else []
+    path, state, note = found
     _check_same_training(cfg, state["config"], path)
-    return state
+    tidy_for_resume(run_dir, path, state)
+    trimmed = trim_metrics(run_dir / "metrics.jsonl", state["progress"]["step"])
+    return cfg, state, [n for n in (note, trimmed) if n]
+
+
+def _read_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -> Config:
+    """The run's config (a copy of a Config), with absolute data and tokenizer paths. A run
+    directory means its own config.yaml, and the run is that directory (a copied run trains in
+    the copy)."""
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)
+    elif Path(config).is_dir():
+        if any(item.split("=", 1)[0].strip() == "run_dir" for item in overrides):
+            raise ConfigError(
+                f"run_dir: `nmt train {config}` trains in {config}; --set run_dir=... is for a config file"
+            )
+        cfg = load_config(Path(config) / "config.yaml", overrides)
+        cfg.run_dir = str(config)
+    else:
+        cfg = load_config(config, overrides)
+    return _absolute_paths(cfg)
+
+
+def _absolute_paths(cfg: Config) -> Config:
+    """`cfg` with its relative data and tokenizer paths made absolute, against the working
+    directory: stored so in the run's config.yaml and checkpoints, they resolve from anywhere."""
+    for section, key in PATH_KEYS:
+        part = getattr(cfg, section)
+        if getattr(part, key):
+            setattr(part, key, os.path.abspath(getattr(part, key)))
+    return cfg
+
+
+def _check_data_files(cfg: Config) -> None:
+    """Every data file the run reads exists and is readable (unless nmt generates it)."""
+    d = cfg.data
+    if not d.train:
+        raise ConfigError("data.train: expected the prefix of the training files, got nothing")
+    if d.generate == "dates":
+        return
+    for prefix in (d.train, d.dev, d.test):
+        for lang in (d.src_lang, d.tgt_lang) if prefix else ():
+            path = split_path(prefix, lang)
+            if not os.access(path, os.R_OK):
+                raise DataError(f"{path}: cannot read (permission denied)")
+
+
+def _check_tokenizer_files(cfg: Config) -> None:
+    """The sentencepiece models a new run is given (instead of training them) are readable files."""
+    t = cfg.tokenizer
+    for key in ("model",) if t.joint else ("src_model", "tgt_model"):
+        path = getattr(t, key)
+        if path and not (Path(path).is_file() and os.access(path, os.R_OK)):
+            raise ConfigError(f"tokenizer.{key}: {path}: no such readable file")
+
+
+def _make_run_dir(run_dir: Path) -> Path:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"run_dir: {run_dir} is a file, not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"run_dir: cannot create {run_dir} ({e.strerror})") from None
+    return run_dir
 
 
 def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
@@ -163,7 +220,7 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
     The stored config is read as this nmt reads a config (a key added since the run was
     written takes its default), so that runs of an older nmt stay resumable."""
     try:
-        old = config_to_dict(config_from_dict(stored))
+        old = config_to_dict(_absolute_paths(config_from_dict(stored)))  # an older run's are relative
     except ConfigError as e:
         raise CheckpointError(f"{path}: its config is not valid in this nmt ({e}); start a new run") from None
     new = config_to_dict(cfg)
@@ -181,11 +238,16 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
 
 def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
     """Data and tokenizers (a resumed run's own), with the resolved config and the sentencepiece
-    models written into the run directory."""
+    models written into the run directory (a new run's, cleared of an earlier run's files first)."""
     tokenizers = None if state is None else checkpoint_tokenizers(state)
     src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
-    save_config(cfg, Path(cfg.run_dir) / "config.yaml")
-    save_tokenizers(src_tok, tgt_tok, Path(cfg.run_dir))
+    run_dir = Path(cfg.run_dir)
+    if state is None:
+        clear_run(run_dir)  # the new run starts: only now does the old one go
+    with writing(run_dir):
+        save_config(cfg, run_dir / "config.yaml")
+        save_tokenizers(src_tok, tgt_tok, run_dir)
+    log.open()
     return src_tok, tgt_tok, train_split, dev
 
 
@@ -218,8 +280,11 @@ def test_report(run_dir: Path, cfg: Config, log: Log) -> None:
 
 
 def draw_learning_curves(run_dir: Path, log: Log) -> None:
-    """RUN_DIR/learning_curves.png, or a note when matplotlib is not installed."""
+    """RUN_DIR/learning_curves.png, or a note when it cannot be drawn (matplotlib not installed,
+    or any failure while drawing): a finished training stays a success."""
     try:
-        log(f"learning curves: {learning_curves_png(run_dir)}")
+        log(f"learning curves: {learning_curves_png(run_dir, note=log)}")
     except MissingDependency as e:
         log(f"learning curves not drawn: {e}")
+    except Exception as e:  # noqa: BLE001 - a picture is never worth failing a finished training
+        log(f"learning curves not drawn: {' '.join(str(e).split()) or type(e).__name__}")

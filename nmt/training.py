@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import signal
 import threading
 import time
@@ -18,7 +19,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nmt import runtime
-from nmt.checkpoint import checkpoint_path, link_checkpoint, save_checkpoint
+from nmt.checkpoint import checkpoint_path, save_step
 from nmt.config import Config, config_to_dict
 from nmt.data.batching import BatchSampler, sorted_batches
 from nmt.data.prepare import Split
@@ -207,46 +208,32 @@ class Trainer:
     # --- checkpoints -----------------------------------------------------------------------
 
     def save(self, best: bool = False) -> None:
-        """Write the whole training state as checkpoints/step-N.pt and point last.pt (and, if
-        `best`, best.pt) at it; then keep only the training.keep_last newest and the
-        training.keep_best best step files (last.pt and best.pt stay: they are hard links).
+        """Write the whole training state as checkpoints/step-N.pt and point best.pt (if `best`)
+        and last.pt at it; keep only the training.keep_last newest and the training.keep_best
+        best step files (nmt.checkpoint.save_step).
 
-        Every rank calls it (the random states of all ranks are saved); rank 0 writes."""
+        Every rank calls it (the random states of all ranks are saved); rank 0 writes, and a
+        failed write (a full disk) stops every rank with rank 0's CheckpointError."""
         rng = self.procs.gather(self._random_state())
-        if not self.procs.is_main:
-            return
-        path = checkpoint_path(self.run_dir, f"step-{self.progress.step:08d}")
+        self.procs.on_main(self._write_checkpoint, rng, best)
+
+    def _write_checkpoint(self, rng: list[dict], best: bool) -> None:
         tokenizers = {
             "src": self.src_tok.model_proto,
             "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto,
         }
-        save_checkpoint(
-            {
-                "config": config_to_dict(self.cfg),
-                "tokenizers": tokenizers,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "progress": self.progress.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": rng[0]["cpu"],
-                "rng_ranks": rng,  # dropout's random numbers, of every rank
-            },
-            path,
-        )
-        link_checkpoint(path, checkpoint_path(self.run_dir, "last"))
-        if best:
-            link_checkpoint(path, checkpoint_path(self.run_dir, "best"))
-        self._prune_step_files(path.parent)
-
-    def _prune_step_files(self, folder: Path) -> None:
-        """Delete the step-N.pt files that are neither among the keep_last newest nor the keep_best best."""
-        files = {int(p.stem.removeprefix("step-")): p for p in folder.glob("step-*.pt")}
-        newest = sorted(files)[-self.t.keep_last :]
-        scores = self.progress.scores
-        best = sorted((s for s in files if str(s) in scores), key=lambda s: -scores[str(s)])[: self.t.keep_best]
-        for step in set(files) - set(newest) - set(best):
-            files[step].unlink(missing_ok=True)
+        state = {
+            "config": config_to_dict(self.cfg),
+            "tokenizers": tokenizers,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "progress": self.progress.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng[0]["cpu"],
+            "rng_ranks": rng,  # dropout's random numbers, of every rank
+        }
+        save_step(state, self.run_dir, best, self.t.keep_last, self.t.keep_best)
 
     def _random_state(self) -> dict:
         """This rank's random number generators (dropout): CPU, and CUDA when training on it."""
@@ -300,9 +287,13 @@ class Trainer:
                 f"warning: training.precision is {self.t.precision} but this CPU has no fast "
                 f"{self.t.precision} matrix products (oneDNN reports none): expect training far slower than fp32"
             )
-        p, reason = self.progress, self.stop_reason(self.procs.all_sum(self.time_up())[0] > 0)
+        p = self.progress
         self.window = [0.0, 0, time.time()]  # loss x tokens, tokens, start: for the progress line
         with self._stop_signals():
+            if self._validation_due():  # resumed: the one a stop signal skipped
+                self.validate()
+                p.last_valid = p.step
+            reason = self.stop_reason(self.procs.all_sum(self.time_up())[0] > 0)
             while reason is None:
                 if p.batches_done == 0:  # a new epoch
                     if self.t.max_epochs and p.epoch >= self.t.max_epochs:
@@ -312,8 +303,8 @@ class Trainer:
                 reason = self._train_epoch()
         if self.dev is None:
             self.save(best=True)
-        elif p.last_valid != p.step:
-            self.validate(scheduled=False)  # it saves; a scheduled one at this step did already
+        elif str(p.step) not in p.scores:  # not validated at this step (a scheduled one saved already)
+            self.validate(scheduled=False)
         self.log(f"stopped after {p.step} steps, {p.epoch} epochs, {(time.time() - p.started) / 60:.1f} min: {reason}")
 
     def _train_epoch(self) -> str | None:
@@ -332,7 +323,7 @@ class Trainer:
         while p.batches_done + W <= len(batches):
             loss, n_tokens = self.train_step(batches[p.batches_done : p.batches_done + W])
             p.batches_done += W
-            if self.dev is not None and p.step % self.t.valid_every == 0:
+            if self._validation_due() and not self._stop_pending():  # a signal: save at once
                 self.validate()
                 p.last_valid = p.step
             # one message per step: the loss of all ranks, and whether any rank must stop
@@ -340,10 +331,11 @@ class Trainer:
             self._report(loss, n_tokens)
             if interrupted:
                 self.save()
+                run_dir = self.run_dir.absolute()  # the command works from any directory
                 error = Interrupted(
                     f"{self.interrupted or 'a stop signal'} at step {p.step}: saved "
-                    f"{checkpoint_path(self.run_dir, 'last')}; continue with: "
-                    f"nmt train {self.run_dir} --resume"
+                    f"{checkpoint_path(run_dir, 'last')}; continue with: "
+                    f"nmt train {shlex.quote(str(run_dir))} --resume"
                 )
                 error.shown_by_rank0 = not self.procs.is_main
                 raise error
@@ -352,6 +344,19 @@ class Trainer:
                 return reason
         p.batches_done = 0
         return None
+
+    def _validation_due(self) -> bool:
+        """Whether this step's scheduled validation (every training.valid_every steps) is not done
+        yet (a validation puts the step's dev metric in progress.scores)."""
+        p = self.progress
+        return self.dev is not None and p.step > 0 and p.step % self.t.valid_every == 0 and str(p.step) not in p.scores
+
+    def _stop_pending(self) -> bool:
+        """Whether a stop signal reached any rank (then the scheduled validation waits for the
+        resumed run: schedulers allow seconds between SIGTERM and SIGKILL)."""
+        if not self.procs.distributed:
+            return self.interrupted is not None
+        return self.procs.all_sum(self.interrupted is not None)[0] > 0
 
     def _report(self, loss_sum: float, n_tokens: int) -> None:
         """Progress line every 10 steps; a log line and a metrics record every log_every steps.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,16 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Seq2Seq, build_model
 from nmt.runtime import autocast, check_precision
-from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sequence_log_probs
+from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
+
+#: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
+#: (from a checkpoint or a config: anyone's) may have pieces that decode to them
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break (and other vertical whitespace) a space: one output line."""
+    return text.translate(_LINE_BREAKS)
 
 
 @dataclass
@@ -35,7 +46,7 @@ class Translation:
     (without EOS).
     """
 
-    text: str
+    text: str  # one line: line breaks a model's pieces decode to are spaces (`one_line`)
     score: float
     log_prob: float
     src_pieces: list[str]
@@ -98,11 +109,15 @@ class Translator:
         return {**state, "config": config}
 
     def decoding(
-        self, beam: int | None = None, alpha: float | None = None, n_best: int | None = None
+        self,
+        beam: int | None = None,
+        alpha: float | None = None,
+        n_best: int | None = None,
+        no_unk: bool | None = None,
     ) -> DecodingConfig:
         """The decoding options of a call: the run's decoding section with the given values (None:
         the run's default), checked as config keys are (one ConfigError naming the key)."""
-        chosen = {"beam_size": beam, "alpha": alpha, "n_best": n_best}
+        chosen = {"beam_size": beam, "alpha": alpha, "n_best": n_best, "no_unk": no_unk}
         d = replace_checked(self.cfg.decoding, "decoding", {k: v for k, v in chosen.items() if v is not None})
         if d.n_best > d.beam_size:
             raise ConfigError(f"n_best: expected at most the beam size ({d.beam_size}), got {d.n_best}")
@@ -115,13 +130,16 @@ class Translator:
         alpha: float | None = None,
         n_best: int | None = None,
         attention: bool = False,
+        no_unk: bool | None = None,
     ) -> list[list[Translation]]:
         """The n_best translations of every line, best first. None means the config's default.
 
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
         """
-        d = self.decoding(beam, alpha, n_best)
-        options = SearchOptions(d.beam_size, d.alpha, d.length_penalty, d.n_best, attention)
+        d = self.decoding(beam, alpha, n_best, no_unk)
+        options = SearchOptions(
+            d.beam_size, d.alpha, d.length_penalty, d.n_best, attention, stop=d.stop, no_unk=d.no_unk
+        )
         return self._decode(lines, "greedy" if d.beam_size == 1 else "beam", options)
 
     def sample(
@@ -129,24 +147,23 @@ class Translator:
     ) -> list[list[Translation]]:
         """n random translations of every line, drawn from the model (see `nmt.search.sample`).
 
-        The same seed gives the same samples. An empty line gives n empty translations.
+        The k-th sample of line i draws from its own random stream, seeded from (seed, i, k): the
+        same seed gives a line the same samples whatever else is in the input and whatever the
+        batch size. Without a seed, one is drawn from the operating system (torch's global
+        random state is never used or changed). An empty line gives n empty translations.
         """
         if temperature <= 0:
             raise ConfigError(f"temperature: expected a number > 0, got {temperature:g}")
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
         d = self.cfg.decoding
-        options = SearchOptions(
-            alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature, top_k=top_k, generator=generator
-        )
-        return self._decode(lines, "sample", options, copies=n)
+        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature, top_k=top_k)
+        return self._decode(lines, "sample", options, copies=n, seed=secrets.randbits(63) if seed is None else seed)
 
     def _decode(
-        self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1
+        self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1, seed: int | None = None
     ) -> list[list[Translation]]:
         """Every line's outputs by search strategy `strategy` (nmt.search.STRATEGIES), decoded
-        `copies` times (sampling): copies x n_best translations per line, in order. Lines are
-        batched by length; blank lines are not decoded and get empty translations."""
+        `copies` times (sampling, with `seed`): copies x n_best translations per line, in order.
+        Lines are batched by length; blank lines are not decoded and get empty translations."""
         d = self.cfg.decoding
         ids = self.src_tok.encode(list(lines))
         empty = [Translation("", 0.0, 0.0, [], [])] * (copies * options.n_best)
@@ -155,6 +172,9 @@ class Translator:
         for batch in sorted_batches([ids[i] for i in todo for _ in range(copies)], None, d.batch_size):
             src, lengths = batch.src.to(self.device), batch.src_lengths
             limit = max_lengths(lengths, d.max_length_ratio, d.max_length_offset)
+            if seed is not None:  # each row its own stream: (seed, line, copy)
+                seeds = tuple(sample_seed(seed, todo[row // copies], row % copies) for row in batch.indices)
+                options = dataclasses.replace(options, seeds=seeds)
             with self._autocast():
                 hyps = STRATEGIES[strategy](self.model, src, lengths, limit, options)
             for row, nbest in zip(batch.indices, hyps):
@@ -195,7 +215,7 @@ class Translator:
     def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
         eos = ["</s>"]
         return Translation(
-            self.tgt_tok.decode(hyp.tokens),
+            one_line(self.tgt_tok.decode(hyp.tokens)),
             hyp.score,
             hyp.log_prob,
             self.src_tok.pieces(src_ids) + eos,

@@ -4,9 +4,10 @@ known exactly (exhaustive search over every short output)."""
 from __future__ import annotations
 
 import pytest
-from word_models import find_search_error, tiny_translator
+from word_models import find_search_error, save_run, tiny_translator
 
 from nmt import analysis
+from nmt.evaluate import NO_DATA
 
 # --- analysis ----------------------------------------------------------------------------------
 
@@ -54,3 +55,41 @@ def test_verdict_wording(search, model, expect):
         5, 1.0, 20.0, 1.0, {analysis.CORRECT: 3, analysis.SEARCH: search, analysis.MODEL: model}, []
     )
     assert expect in analysis.verdict(r)
+
+
+def test_cli_analyze_reads_the_runs_split_only_when_asked(tmp_path, nmt_cli, one_line_error):
+    """A checkpoint (anyone's) names data paths: without --split, or --src and --ref, nothing
+    is read, and one line says what to pass."""
+    tr = tiny_translator(1)
+    (tmp_path / "dev.src").write_text("a b\nc\n")
+    (tmp_path / "dev.tgt").write_text("b\nc\n")
+    tr.cfg.data.dev = str(tmp_path / "dev")
+    run = save_run(tr, tmp_path / "run")
+    assert one_line_error(nmt_cli("analyze", "-m", run, "--beam", "1"), "data error", 1) == NO_DATA
+    result = nmt_cli("analyze", "-m", run, "--beam", "1", "--split", "dev")
+    assert result.returncode == 0 and result.stdout.startswith(f"{tmp_path / 'dev'}: 2 sentences"), result.stderr
+
+
+def test_unreachable_blank_and_correct_on_subword_ids():
+    """A reference longer than the search may go is 'unreachable' (not a search error), a blank
+    source is 'blank' and not scored, and 'correct' compares subword ids (a double space in the
+    reference does not make a correct output wrong)."""
+    tr = tiny_translator(4, alpha=1.0)  # outputs of at most L_MAX = 3 words for these sources
+    sources = ["a b", "c", "", "d e a"]
+    outputs = tr.translate(sources, beam=3)
+    references = [outputs[0].replace(" ", "  "), "a b c d e", "anything", outputs[3]]
+    (result,) = analysis.analyze(tr, sources, references, [3])
+    kinds = [s.kind for s in result.sentences]
+    assert kinds == [analysis.CORRECT, analysis.UNREACHABLE, analysis.BLANK, analysis.CORRECT]
+    assert result.sentences[2].output_score is None and result.scored == 3
+    assert result.errors == 0 and "longer than the search may go" in analysis.verdict(result)
+    assert "1 (33%)" in analysis.table([result]).splitlines()[1]  # unreachable, of the 3 scored
+    assert "(1 blank source lines, not scored)" in analysis.table([result])
+    record = analysis.to_json([result], with_sentences=True)[0]
+    assert record["counts"][analysis.UNREACHABLE] == 1 and record["sentences"] == 3
+
+
+@pytest.mark.parametrize("penalty,formula", [("average", "T^alpha"), ("gnmt", "((5 + T) / 6)^alpha")])
+def test_header_names_the_length_penalty_in_use(penalty, formula):
+    line = analysis.header("dev", 7, penalty, 0.6)
+    assert line == f"dev: 7 sentences; scores are log P / {formula} with alpha 0.6 ({penalty})"

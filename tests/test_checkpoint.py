@@ -60,3 +60,33 @@ def test_a_checkpoint_that_does_not_fit_names_the_file(tmp_path, checkpoint, dam
     torch.save(state, path)
     message = one_line_error(nmt_cli("translate", "-m", path, input="3 May 1979\n"), "checkpoint error", 1)
     assert message.startswith(str(path)) and expect in message, message
+
+
+def test_a_checkpoint_that_would_expand_beyond_the_limit_is_refused(tmp_path, checkpoint, monkeypatch):
+    """The zip's declared sizes are checked before torch.load unpacks anything."""
+    import zipfile
+
+    from nmt import checkpoint as ckpt
+    from nmt.errors import CheckpointError
+
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb/data.pkl", b"\0" * (8 << 20))  # 8 MiB of zeros in a few kilobytes
+    assert bomb.stat().st_size < 100_000
+    monkeypatch.setattr(ckpt, "MAX_UNCOMPRESSED_BYTES", 4 << 20)
+    with pytest.raises(CheckpointError, match=r"bomb.pt: refused to load: its entries would expand to"):
+        load_checkpoint(bomb)
+    good = tmp_path / "good.pt"
+    torch.save(checkpoint, good)
+    assert load_checkpoint(good)["progress"] == checkpoint["progress"]  # a real one is far below
+    monkeypatch.setattr(ckpt, "MAX_UNCOMPRESSED_BYTES", 1000)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(good)
+
+
+@pytest.mark.parametrize("pointer", [b"", b"\n", b"\xff\xfe garbage", b"runs/relative", b"/a\n/b\n"])
+def test_an_empty_or_damaged_latest_run_pointer_means_no_latest_run(_state_dir, pointer, nmt_cli, one_line_error):
+    _state_dir.mkdir(parents=True, exist_ok=True)
+    (_state_dir / "latest_run").write_bytes(pointer)
+    message = one_line_error(nmt_cli("translate", input="3 May 1979\n"), "checkpoint error", 1)
+    assert message.startswith("no trained run found")

@@ -62,3 +62,16 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_every_mutant_of_scripts_mutants_still_applies():
+    """scripts/mutants.py's one-line mutants name text that is still in the package, once each
+    (run the script itself to see that the tests catch them all)."""
+    sys.path.insert(0, str(PACKAGE.parent / "scripts"))
+    try:
+        import mutants
+    finally:
+        sys.path.pop(0)
+    assert len(mutants.MUTANTS) >= 10
+    for m in mutants.MUTANTS:
+        assert (PACKAGE.parent / m.file).read_text(encoding="utf-8").count(m.old) == 1, m.name

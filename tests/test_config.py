@@ -321,6 +321,63 @@ def test_range_error_message_shape():
     assert message.endswith("got 0")
 
 
+# --- upper bounds: what no machine allocates, or a decode without end --------------------------
+
+UPPER_BOUNDS = [
+    ("model.emb_size", 8192),
+    ("model.enc_hidden_size", 8192),
+    ("model.dec_hidden_size", 8192),
+    ("model.attention_size", 8192),
+    ("model.enc_layers", 16),
+    ("model.dec_layers", 16),
+    ("training.batch_size", 1_000_000),
+    ("decoding.beam_size", 1000),
+    ("decoding.n_best", 1000),
+    ("decoding.batch_size", 10_000),
+    ("decoding.max_length_ratio", 10.0),
+    ("decoding.max_length_offset", 1000),
+]
+
+
+@pytest.mark.parametrize("path,high", UPPER_BOUNDS, ids=[p for p, _ in UPPER_BOUNDS])
+def test_sizes_beams_batches_and_lengths_have_upper_bounds(path, high):
+    raw = nested(path, high)
+    if path == "decoding.n_best":
+        raw["decoding"]["beam_size"] = high
+    assert get(config_from_dict(raw), path) == high
+    for too_large in (high + 1, 10**30):
+        message = config_error(nested(path, too_large))
+        bound = format(high, "," if isinstance(high, int) else "g")
+        assert message.startswith(f"{path}: expected ") and bound in message, message
+
+
+def test_the_bounds_are_in_the_reference_config():
+    text = reference_yaml()
+    assert "emb_size: 256  # an integer from 1 to 8,192" in text
+    assert "max_length_ratio: 1.5  # a number in (0, 10]" in text
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64, -(2**63) - 1, 10**30])
+def test_seed_outside_torchs_range_is_refused(seed):
+    message = config_error({"seed": seed})
+    assert message.startswith("seed: expected an integer in [-2^63, 2^63 - 1]"), message
+
+
+@pytest.mark.parametrize("seed", [0, -1, 2**63 - 1, -(2**63)])
+def test_seeds_torch_takes_are_accepted(seed):
+    import torch
+
+    assert config_from_dict({"seed": seed}).seed == seed
+    torch.Generator().manual_seed(seed + 1 + 1000 * 10**6)  # training adds the rank and 1000 x step
+
+
+def test_cli_seed_out_of_range_is_one_line(tmp_path, nmt_cli, one_line_error):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"run_dir: {tmp_path / 'run'}\n")
+    message = one_line_error(nmt_cli("train", config, "--set", f"seed={2**64}"), "config error", 2)
+    assert message.startswith("seed: expected an integer in [-2^63, 2^63 - 1]"), message
+
+
 # --- choices ----------------------------------------------------------------------------------
 
 LITERALS = [
@@ -605,6 +662,82 @@ def test_nested_error_from_a_file(tmp_path):
         load_config(path)
 
 
+# --- configs from anyone: bounded aliases, bounded messages ------------------------------------
+
+
+def billion_laughs(levels: int) -> str:
+    items = ['&a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    items += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "name: [" + ", ".join(items) + "]\n"
+
+
+def test_yaml_whose_aliases_expand_past_the_limit_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs(9))  # 10**9 strings from 450 bytes
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: refused: more than 100,000 values once its YAML aliases are expanded"
+
+
+def test_a_few_aliases_are_fine_and_their_errors_are_short(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(billion_laughs(4))  # 10**4 strings: under the limit
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith("name: expected a string, got [") and len(message) < 150, message
+    path.write_text("defaults: &d {lr: 0.5}\n")  # an anchor of an ordinary size is still YAML
+    with pytest.raises(ConfigError, match="^defaults: unknown key"):
+        load_config(path)
+    path.write_text("training: &t {lr: 0.5}\n")
+    assert load_config(path).training.lr == 0.5
+
+
+def shared_lists(levels: int):
+    value = ["lol"] * 10
+    for _ in range(levels - 1):
+        value = [value] * 10
+    return value
+
+
+@pytest.mark.parametrize(
+    "raw,start",
+    [
+        ({"name": shared_lists(9)}, "name: expected a string, got [[[["),
+        ({"model": {"emb_size": shared_lists(9)}}, "model.emb_size: expected an integer from 1 to 8,192, got [[["),
+        ({"training": shared_lists(9)}, "training: expected a mapping of keys, got [[[["),
+        ({"name": "x" * 10**6 + "y", "seed": "z" * 10**6}, "seed: expected an integer in"),
+        ({"name": b"\x00" * 10**8}, "name: expected a string, got b'\\x00"),
+        ({"seed": 10**5000}, "seed: expected an integer in"),
+        ({"data": {("k",) * 10**6: 1}}, "data.('k', 'k', 'k'"),
+    ],
+    ids=["list", "checked", "section", "long-string", "bytes", "huge-int", "tuple-key"],
+)
+def test_error_messages_show_a_bounded_repr_of_any_value(raw, start):
+    """A config from a checkpoint (a pickle) may share its lists: a billion values in a few
+    bytes. Every message shows a value in about 80 characters, without walking it."""
+    message = config_error(raw)
+    assert message.startswith(start) and len(message) < 250, message
+
+
+@pytest.mark.parametrize(
+    "text,says",
+    [
+        ("seed: " + "1" * 5000 + "\n", "not valid YAML (Exceeds the limit"),
+        ("name: " + "[" * 5000 + "]" * 5000 + "\n", "not valid YAML (nested too deeply)"),
+        ("name: &a [*a]\n", None),  # a list that contains itself: an ordinary type error
+    ],
+    ids=["long-int", "deep", "recursive"],
+)
+def test_yaml_that_python_cannot_hold_is_one_line(tmp_path, text, says):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {says}" if says else "name: expected a string, got [["), message
+
+
 # --- through the CLI ----------------------------------------------------------------------------
 
 
@@ -660,7 +793,8 @@ def fuzz_values(tp, f) -> list[tuple[str, object]]:
     if typing.get_origin(inner) is typing.Literal:
         values.append(("out of range", "no-such-choice"))
     elif f.metadata.get("check") is not None:
-        values.append(("out of range", -1))
+        accepts = f.metadata["check"][0]
+        values.append(("out of range", -1 if not accepts(-1) else 2**64))  # seed takes negatives
     if not is_optional(tp):
         values.append(("missing", None))
     return values

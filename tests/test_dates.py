@@ -191,7 +191,8 @@ def test_ensure_dates_data(tmp_path: Path, monkeypatch) -> None:
         dates,
         "write_splits",
         lambda out, **kw: (
-            calls.append(out) or real(out, seed=kw.get("seed", 1234), sizes={"train": 50, "dev": 5, "test": 5})
+            calls.append(out)
+            or real(out, seed=kw.get("seed", 1234), sizes={"train": 50, "dev": 5, "test": 5}, **kw_missing(kw))
         ),
     )
     dates.ensure_dates_data(tmp_path)
@@ -202,6 +203,58 @@ def test_ensure_dates_data(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "dev.tgt").unlink()
     dates.ensure_dates_data(tmp_path)  # one missing: rewrite
     assert len(calls) == 2 and (tmp_path / "dev.tgt").exists()
+
+
+def kw_missing(kw: dict) -> dict:
+    return {"only_missing": kw["only_missing"]} if "only_missing" in kw else {}
+
+
+SMALL = {"train": 50, "dev": 5, "test": 5}
+
+
+def test_generating_never_rewrites_an_existing_file(tmp_path: Path, monkeypatch) -> None:
+    """data.generate: dates writes only the files that are missing: a file of the user's stays."""
+    real = dates.write_splits
+    monkeypatch.setattr(
+        dates, "write_splits", lambda out, **kw: real(out, seed=kw["seed"], sizes=SMALL, **kw_missing(kw))
+    )
+    dates.write_splits(tmp_path / "ref", seed=1234)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "test.src").write_text("my own test sources\n")
+    dates.ensure_dates_data(tmp_path / "out")
+    assert (tmp_path / "out" / "test.src").read_text() == "my own test sources\n"
+    for name in ("test.tgt", "dev.src", "dev.tgt", "train.src", "train.tgt"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def test_a_kill_while_generating_leaves_whole_files_or_none(tmp_path: Path, monkeypatch) -> None:
+    """Each file is written atomically: a write cut short (here the third, half-way) leaves no
+    truncated file that would count as present; the next run writes the rest."""
+    from nmt import files
+
+    calls = []
+
+    def killed_on_the_third(path, write):
+        calls.append(path)
+        if len(calls) < 3:
+            return files.atomic_write(path, write)
+
+        def half(f):
+            f.write(b"2001-01-0")
+            raise KeyboardInterrupt  # as a kill -9 would stop it
+
+        return files.atomic_write(path, half)
+
+    dates.write_splits(tmp_path / "ref", seed=1234, sizes=SMALL)
+    monkeypatch.setattr(dates, "atomic_write", killed_on_the_third, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        dates.write_splits(tmp_path / "out", seed=1234, sizes=SMALL, only_missing=True)
+    monkeypatch.undo()
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["test.src", "test.tgt"]  # the third (dev.src) is absent, not torn
+    dates.write_splits(tmp_path / "out", seed=1234, sizes=SMALL, only_missing=True)
+    for name in sorted(p.name for p in (tmp_path / "ref").iterdir()):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
 def test_default_sizes_and_cli(tmp_path: Path) -> None:

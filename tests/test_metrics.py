@@ -223,3 +223,22 @@ def test_read_lines(tmp_path: Path) -> None:
     notgz.write_bytes(b"not gzip\n")
     with pytest.raises(DataError, match="plain.gz"):
         read_lines(notgz)
+
+
+def test_every_number_of_the_report_against_a_hand_computed_case(tmp_path: Path) -> None:
+    """c = 5 < r = 7 with every n-gram matched: p_n = 1, BP = exp(1 - 7/5) = exp(-0.4) = 0.67032,
+    BLEU = 67.03; each printed line, digit for digit."""
+    (tmp_path / "hyp").write_text("the cat sat on the\n")
+    (tmp_path / "ref").write_text("the cat sat on the mat today\n")
+    lines = format_report(score_files(tmp_path / "hyp", [tmp_path / "ref"])).splitlines()
+    assert lines[0].endswith(" = 67.0 100.0/100.0/100.0/100.0 (BP = 0.670 ratio = 0.714 hyp_len = 5 ref_len = 7)")
+    assert lines[5:] == [
+        "  p1 = 5 / 5 = 1.0000",
+        "  p2 = 4 / 4 = 1.0000",
+        "  p3 = 3 / 3 = 1.0000",
+        "  p4 = 2 / 2 = 1.0000",
+        "  c = hyp_len = 5, r = ref_len = 7, ratio c/r = 0.7143",
+        "  BP = min(1, exp(1 - r/c)) = exp(1 - 7/5) = 0.6703",
+        "  BLEU = 0.6703 * exp((log 1.0000 + log 1.0000 + log 1.0000 + log 1.0000) / 4)",
+        "       = 0.6703 * exp(0.0000) = 0.6703  ->  67.03",
+    ]

@@ -394,3 +394,27 @@ def test_every_encoder_the_config_names_is_in_the_table():
     """model.encoder's choices (nmt/config.py) and nmt.model.seq2seq.ENCODERS name the same encoders."""
     choices = typing.get_args(typing.get_type_hints(ModelConfig)["encoder"])
     assert set(choices) == set(ENCODERS) and "birnn" in choices
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_additive_attention_keeps_its_weights_in_half_precision(dtype):
+    """With a large sum(v) the sigmoid form's constant would swamp the scores once rounded to
+    bf16/fp16; under autocast the weights stay within 3e-3 of the float64 tanh form."""
+    from nmt.model.attention import BahdanauAttention
+
+    torch.manual_seed(0)
+    att = BahdanauAttention(query_size=16, key_size=12, attention_size=64)
+    with torch.no_grad():
+        att.v.weight.fill_(1.5).add_(0.05 * torch.randn_like(att.v.weight))  # sum(v) about 96
+    enc_out, query = torch.randn(3, 9, 12), torch.randn(3, 16)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    reference = att.double()
+    with torch.no_grad():
+        e = reference.v(torch.tanh(reference.W(query.double()).unsqueeze(1) + reference.U(enc_out.double())))
+        want = torch.softmax(e.squeeze(2).masked_fill(~mask, float("-inf")), dim=-1)
+        att = att.float()
+        with torch.autocast("cpu", dtype=dtype):
+            _, got = att(query, att.keys(enc_out), enc_out, mask)
+    assert float(att.v.weight.detach().sum()) > 90
+    assert (got.double() - want).abs().max() < 3e-3

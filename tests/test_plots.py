@@ -68,3 +68,31 @@ def test_without_matplotlib_the_drawing_commands_say_how_to_get_it(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "nmt: missing dependency: drawing needs matplotlib: pip install 'nmt[plot]' (or pip install matplotlib)"
     ]
+
+
+def test_plot_attention_writes_the_translations_first(tmp_path):
+    """Without matplotlib, --plot-attention still writes every translation; a note says why
+    there are no pictures; exit 0."""
+    run = save_run(tiny_translator(8), tmp_path / "run")
+    (tmp_path / "in.txt").write_text("a b\n\nc d e\n")
+    args = ["translate", "-m", str(run), "-i", str(tmp_path / "in.txt"), "-o", str(tmp_path / "out.txt")]
+    args += ["--plot-attention", str(tmp_path / "pics")]
+    code = f"import sys; sys.modules['matplotlib'] = None; from nmt.cli import main; sys.exit(main({args!r}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.txt").read_text().count("\n") == 3
+    assert result.stderr.splitlines() == [
+        "nmt: note: no attention heatmaps: drawing needs matplotlib: "
+        "pip install 'nmt[plot]' (or pip install matplotlib)"
+    ]
+
+
+def test_plot_attention_skips_a_figure_too_large_to_draw(tmp_path, nmt_cli):
+    run = save_run(tiny_translator(8), tmp_path / "run")
+    lines = "a b\n" + "a b c d e " * 60 + "\nc d\n"  # line 2: 300 source subwords
+    result = nmt_cli("translate", "-m", run, "--plot-attention", tmp_path / "pics", input=lines)
+    assert result.returncode == 0 and result.stdout.count("\n") == 3, result.stderr
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["00001.png", "00003.png"]
+    notes = [line for line in result.stderr.splitlines() if "not drawn" in line]
+    assert len(notes) == 1 and notes[0].startswith("nmt: note: 1 attention heatmap(s) not drawn (input line 2: 301 x ")
+    assert notes[0].endswith(" subwords, too large to draw (at most 250 a side))"), notes

@@ -100,6 +100,21 @@ def assert_same_hyps(a, b, atol=1e-5):
                 torch.testing.assert_close(x.attention, y.attention, atol=atol, rtol=0)
 
 
+def penalty(T: int, alpha: float, kind: str) -> float:
+    """The answer key's length penalty, written out here (not nmt's): T^alpha, or ((5 + T)/6)^alpha."""
+    return ((5 + T) / 6) ** alpha if kind == "gnmt" else T**alpha
+
+
+def test_length_penalty_against_numbers_computed_by_hand():
+    """lp(3) at alpha 0.7: 3^0.7 = e^(0.7 ln 3) = e^0.76903 = 2.15766; GNMT: (8/6)^0.7 = 1.22309;
+    alpha 0 is no normalisation, alpha 1 the length itself (GNMT: (5 + T)/6)."""
+    assert length_penalty(3, 0.7) == pytest.approx(2.15766, abs=1e-5)
+    assert length_penalty(3, 0.7, "gnmt") == pytest.approx(1.22309, abs=1e-5)
+    assert length_penalty(7, 0.0) == 1.0 and length_penalty(7, 1.0) == 7.0
+    assert length_penalty(7, 1.0, "gnmt") == pytest.approx(2.0)
+    assert SearchOptions(alpha=0.7).score(-3.0, 3) == pytest.approx(-3.0 / 2.15766, abs=1e-5)
+
+
 # --- 1. padding --------------------------------------------------------------------------
 
 V_PAD = 7
@@ -185,7 +200,7 @@ def exhaustive(model, src, alpha, kind):
     """Every output (at most L_EX tokens) with its exact log-prob and score, best first."""
     outs = all_outputs(V_EX, L_EX)
     lps = exact_log_probs(model, src, outs).tolist()
-    ranked = [(o, lp, lp / length_penalty(len(o) + 1, alpha, kind)) for o, lp in zip(outs, lps)]
+    ranked = [(o, lp, lp / penalty(len(o) + 1, alpha, kind)) for o, lp in zip(outs, lps)]
     return sorted(ranked, key=lambda r: -r[2])
 
 
@@ -283,26 +298,27 @@ def next_log_probs(model: Seq2Seq, src: list[int], prefixes: list[list[int]]) ->
     return F.log_softmax(logits.double(), dim=-1)[torch.arange(len(prefixes)), last]
 
 
-def reference_beam(model, src, max_len, K, alpha, kind):
+def reference_beam(model, src, max_len, K, alpha, kind, stop="fast"):
     """Beam search as the docstring of nmt.search.beam_search states it, one sentence, in
-    plain Python, scoring with teacher forcing. Also returns the last step it ran."""
+    plain Python, scoring with teacher forcing. Also returns the last step it ran.
+
+    stop="fast": stop by the documented heuristic (raw log-probabilities). stop=None: never stop
+    early; run to the forced EOS after max_len tokens, so that `finished` holds every hypothesis
+    the beam ever finished (the answer key of the exact rule, without copying it)."""
     beam, finished, t = [([], 0.0)], [], 0
-    while True:
+    while beam:
         t += 1
-        assert t <= max_len, "the reference reached the forced EOS; use a larger max_len"
+        assert stop is None or t <= max_len, "the reference reached the forced EOS; use a larger max_len"
         dists = next_log_probs(model, src, [p for p, _ in beam])
-        cands = [
-            (s + float(d[tok]), p, tok)
-            for (p, s), d in zip(beam, dists)
-            for tok in range(d.numel())
-            if tok not in (PAD, BOS)
-        ]
+        allowed = [EOS] if t > max_len else [tok for tok in range(dists.size(1)) if tok not in (PAD, BOS)]
+        cands = [(s + float(d[tok]), p, tok) for (p, s), d in zip(beam, dists) for tok in allowed]
         cands.sort(key=lambda c: -c[0])
-        finished += [(p, s, s / length_penalty(t, alpha, kind)) for s, p, tok in cands[:K] if tok == EOS]
+        finished += [(p, s, s / penalty(t, alpha, kind)) for s, p, tok in cands[:K] if tok == EOS]
         beam = [(p + [tok], s) for s, p, tok in cands if tok != EOS][:K]
         finished.sort(key=lambda f: -f[2])
-        if len(finished) >= K and beam[0][1] <= min(f[1] for f in finished[:K]):
+        if stop == "fast" and len(finished) >= K and beam[0][1] <= min(f[1] for f in finished[:K]):
             return finished, t
+    return finished, t
 
 
 @pytest.mark.parametrize("kind", ["average", "gnmt"])
@@ -310,29 +326,114 @@ def reference_beam(model, src, max_len, K, alpha, kind):
 @pytest.mark.parametrize("K", [2, 3, 5])
 @pytest.mark.parametrize("scale", [1.0, 1.5])
 def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
-    """Small beams (not exhaustive): the batched search keeps the same beams, finishes the same
-    hypotheses and stops at the same step as a one-sentence reference."""
+    """Small beams (not exhaustive), the fast rule: the batched search keeps the same beams,
+    finishes the same hypotheses and stops at the same step as a one-sentence reference."""
     V = 7
     model = tiny_model(31, V, all_scale=scale, eos_shift=scale)  # EOS likely enough to stop early
     srcs = random_sources(32, V, [4, 1, 6, 0, 3])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = torch.full((len(srcs),), 30)  # never reached: the stopping rule ends every search
-    hyps = beam_search(
-        model,
-        batch.src,
-        batch.src_lengths,
-        limit,
-        SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=K),
-    )
+    options = SearchOptions(beam_size=K, alpha=alpha, length_penalty=kind, n_best=K, stop="fast")
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, options)
     steps = []
     for src, nbest in zip(srcs, hyps):
         ref, t = reference_beam(model, src, 30, K, alpha, kind)
         steps.append(t)
-        assert [h.tokens for h in nbest] == [r[0] for r in ref[:K]]
-        for h, r in zip(nbest, ref):
-            assert h.log_prob == pytest.approx(r[1], abs=1e-5)
-            assert h.score == pytest.approx(r[2], abs=1e-5)
+        assert_same_nbest(nbest, ref[:K])
     assert min(steps) >= 2  # every search went past its first step
+
+
+def assert_same_nbest(nbest, ref):
+    assert [h.tokens for h in nbest] == [r[0] for r in ref]
+    for h, r in zip(nbest, ref):
+        assert h.log_prob == pytest.approx(r[1], abs=1e-5)
+        assert h.score == pytest.approx(r[2], abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["average", "gnmt"])
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
+@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("scale", [1.0, 1.5])
+def test_exact_stop_loses_nothing_the_beam_would_find_later(scale, K, alpha, kind):
+    """The exact rule: the n-best equal the best K of everything the same beam finishes when it
+    is never stopped early (the reference runs to the forced EOS)."""
+    V, max_len = 7, 8
+    model = tiny_model(31, V, all_scale=scale, eos_shift=scale)
+    srcs = random_sources(32, V, [4, 1, 6, 0, 3])
+    batch = make_batch(srcs, None, list(range(len(srcs))))
+    limit = torch.full((len(srcs),), max_len)
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(K, alpha, kind, n_best=K))
+    for src, nbest in zip(srcs, hyps):
+        ref, _ = reference_beam(model, src, max_len, K, alpha, kind, stop=None)
+        assert_same_nbest(nbest, ref[:K])
+
+
+class TableModel:
+    """A model whose next-token distribution is a fixed table keyed on the output so far (the
+    `SearchModel` protocol, nothing else): prefix tuple -> {token: probability}. A prefix not in
+    the table ends the output (EOS with probability 1). The state is the prefix, (N, t) tokens."""
+
+    def __init__(self, table: dict[tuple, dict[int, float]], vocab: int):
+        self.table, self.vocab = table, vocab
+
+    def encode(self, src, src_lengths):
+        return torch.zeros(src.size(0), 1), torch.zeros(src.size(0), 0, dtype=torch.long)
+
+    def step(self, prev, memory, state):
+        state = torch.cat([state, prev.unsqueeze(1)], dim=1)
+        log_probs = torch.full((state.size(0), self.vocab), float("-inf"))
+        for row, prefix in enumerate(state[:, 1:].tolist()):  # without BOS
+            for token, p in self.table.get(tuple(prefix), {EOS: 1.0}).items():
+                log_probs[row, token] = math.log(p)
+        return log_probs, state, torch.zeros(state.size(0), 1)
+
+    def select(self, rows, index):
+        return rows[index]
+
+    def exhaustive(self, max_len: int, alpha: float, kind: str) -> list[int]:
+        """The output with the best normalised score among all of at most max_len tokens."""
+        best, frontier = (None, float("-inf")), [((), 0.0)]
+        for _ in range(max_len + 1):
+            grown = []
+            for prefix, lp in frontier:
+                for token, p in self.table.get(prefix, {EOS: 1.0}).items():
+                    if token == EOS:
+                        score = (lp + math.log(p)) / penalty(len(prefix) + 1, alpha, kind)
+                        best = max(best, (list(prefix), score), key=lambda b: b[1])
+                    elif len(prefix) < max_len:
+                        grown.append((prefix + (token,), lp + math.log(p)))
+            frontier = grown
+        return best[0]
+
+
+A, B, C = 4, 5, 6
+# the issue's example: with K = 2 the fast rule stops at step 2 with [a] (log P -1.204, score
+# -0.602 at alpha 1) while [a b] (log P -1.319, score -0.440) is one step from finishing
+TABLE = {
+    (): {A: 0.6, EOS: 0.28, C: 0.12},
+    (A,): {EOS: 0.5, B: 0.45, C: 0.05},
+    (A, B): {EOS: 0.99, B: 0.01},
+    (C,): {EOS: 0.2, C: 0.8},
+}
+
+
+@pytest.mark.parametrize("kind", ["average", "gnmt"])
+@pytest.mark.parametrize("alpha", [0.0, 0.7, 1.0])
+def test_exact_stop_finds_the_optimum_where_the_fast_rule_stops_too_early(alpha, kind):
+    model, max_len = TableModel(TABLE, vocab=7), 3
+    src, lengths, limit = torch.full((1, 2), A), torch.tensor([2]), torch.tensor([max_len])
+    optimum = model.exhaustive(max_len, alpha, kind)
+
+    def best(stop):
+        options = SearchOptions(beam_size=2, alpha=alpha, length_penalty=kind, stop=stop)
+        return beam_search(model, src, lengths, limit, options)[0][0].tokens
+
+    assert best("exact") == optimum
+    if alpha == 0.0:
+        assert optimum == [A] and best("fast") == [A]  # the rules agree without normalisation
+    elif kind == "average":
+        assert optimum == [A, B] and best("fast") == [A]  # stopped one step too early
+    assert TableModel(TABLE, 7).exhaustive(max_len, 1.0, "average") == [A, B]
 
 
 # --- 3. beam size 1 = greedy ----------------------------------------------------------------
@@ -342,14 +443,16 @@ def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
 @pytest.mark.parametrize("rnn_type,attention", [("lstm", "bahdanau"), ("gru", "luong_general"), ("rnn", "luong_dot")])
 @pytest.mark.parametrize("seed", [1, 3, 4, 5])
 def test_beam_size_one_equals_greedy(seed, rnn_type, attention, alpha):
-    """A beam of one is the greedy path, whatever the length normalisation."""
+    """A beam of one is the greedy path, whatever the length normalisation, with the fast rule
+    (the exact rule may go on past greedy's EOS when alpha > 0; with alpha = 0 the rules agree)."""
     V = 8
     model = tiny_model(seed, V, rnn_type, attention, out_scale=2.0)
     srcs = random_sources(100 + seed, V, [6, 1, 0, 3, 9, 2, 4])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = max_lengths(batch.src_lengths, 1.0, 3)
     g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(attention=True))
-    b = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=1, alpha=alpha, attention=True))
+    one = SearchOptions(beam_size=1, alpha=alpha, attention=True, stop="fast" if alpha else "exact")
+    b = beam_search(model, batch.src, batch.src_lengths, limit, one)
     g = greedy(model, batch.src, batch.src_lengths, limit, SearchOptions(alpha=alpha, attention=True))
     assert_same_hyps(b, g)
     assert len({len(h[0].tokens) for h in g}) > 1  # varied outputs, some natural EOS, some cut
@@ -385,7 +488,7 @@ def test_nbest_sorted_and_scored_with_the_length_penalty(alpha, kind):
         for h in nbest + g[i]:
             assert len(h.tokens) <= int(limit[i])
             assert not set(h.tokens) & {PAD, BOS, EOS}
-            assert h.score == pytest.approx(h.log_prob / length_penalty(len(h.tokens) + 1, alpha, kind), abs=1e-6)
+            assert h.score == pytest.approx(h.log_prob / penalty(len(h.tokens) + 1, alpha, kind), abs=1e-6)
             assert math.isfinite(h.log_prob) and h.log_prob < 0
         # outputs that ended with a real EOS carry their exact model log-prob
         done = [h for h in nbest + g[i] if len(h.tokens) < int(limit[i])]

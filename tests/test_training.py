@@ -40,3 +40,14 @@ def test_api_train_then_translate(tmp_path, monkeypatch):
     best = detailed[0]
     assert best.attention.shape == (len(best.tgt_pieces), len(best.src_pieces))
     assert torch.allclose(best.attention.sum(1), torch.ones(len(best.tgt_pieces)), atol=1e-5)
+
+
+def test_a_failure_to_draw_the_learning_curves_is_a_note_not_a_failed_training(tmp_path, monkeypatch):
+    import nmt.run
+
+    def broken(*args, **kwargs):
+        raise ValueError("the backend\nfell over")
+
+    monkeypatch.setattr(nmt.run, "learning_curves_png", broken)
+    run_dir = nmt.train(_tiny_config(tmp_path, "run"))
+    assert "learning curves not drawn: the backend fell over" in (run_dir / "train.log").read_text()

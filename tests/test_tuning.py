@@ -3,6 +3,9 @@ evaluation data (nmt.evaluate.eval_data)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from word_models import png_size, save_run, tiny_translator
@@ -11,7 +14,7 @@ from nmt import tuning
 from nmt.checkpoint import checkpoint_path, remember_run, write_decoding_defaults
 from nmt.config import DataConfig
 from nmt.errors import DataError
-from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.evaluate import NO_DATA, NO_SPLIT_TO_EVALUATE, eval_data
 from nmt.translate import Translator
 
 # --- tuning and stored decoding defaults ------------------------------------------------------
@@ -117,6 +120,9 @@ def test_eval_data_files_or_split(tmp_path):
     assert eval_data(data, "dev") == (["x"], ["y"], str(tmp_path / "dev"))
     with pytest.raises(DataError, match="^data.test: the run's config names no test split; pass --src and --ref$"):
         eval_data(data, "test")
+    with pytest.raises(DataError, match="^no data named: pass --split dev|test .* or --src FILE --ref FILE$"):
+        eval_data(data, None)  # the run's split is read only when it is asked for
+    assert NO_DATA.startswith("no data named")
     with pytest.raises(DataError, match="^data.test: this config names no test split to evaluate$"):
         eval_data(data, "test", missing=NO_SPLIT_TO_EVALUATE)
     # the prefixes from one config (nmt evaluate CONFIG), the languages from the run's
@@ -130,3 +136,46 @@ def test_bad_stored_defaults_are_a_one_line_error(tmp_path, nmt_cli, one_line_er
     result = nmt_cli("translate", "-m", run, input="a b\n")
     message = one_line_error(result, "config error", 2)
     assert "decoding.yaml" in message and "decoding.alpha" in message
+
+
+# --- drawing never loses the result; a checkpoint's paths are read only when named ----------
+
+
+def test_tune_plot_that_is_not_a_png_is_refused_before_anything_is_loaded(tmp_path, nmt_cli, one_line_error):
+    """No model at -m: the option is checked first, so the error is the option's."""
+    result = nmt_cli("tune", "-m", tmp_path / "nothing", "--split", "dev", "--plot", tmp_path / "x.txt")
+    message = one_line_error(result, "config error", 2)
+    assert message == f"--plot: expected a file name ending in .png, got '{tmp_path / 'x.txt'}'"
+    assert nmt_cli("tune", "-m", tmp_path / "nothing", "--split", "dev", "--plot", "x.txt", "--no-plot").returncode == 1
+
+
+def test_tune_write_stores_the_choice_before_drawing(tmp_path):
+    """Without matplotlib: the choice is stored, the table printed, one note; exit 0."""
+    tr = tiny_translator(6)
+    run = save_run(tr, tmp_path / "run")
+    (tmp_path / "src.txt").write_text("a b\nc\n")
+    (tmp_path / "ref.txt").write_text("\n".join(tr.translate(["a b", "c"], beam=2)) + "\n")
+    args = ["tune", "-m", str(run), "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt")]
+    args += ["--beam", "1,2", "--alpha", "0,1", "--write"]
+    code = f"import sys; sys.modules['matplotlib'] = None; from nmt.cli import main; sys.exit(main({args!r}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load((run / "decoding.yaml").read_text()).keys() == {"beam_size", "alpha"}
+    assert "stored in" in result.stdout and not (run / "tune.png").exists()
+    assert result.stderr.splitlines() == [
+        f"nmt: note: no plot {run / 'tune.png'}: drawing needs matplotlib: "
+        "pip install 'nmt[plot]' (or pip install matplotlib)"
+    ]
+
+
+def test_tune_reads_the_runs_split_only_when_asked(tmp_path, nmt_cli, one_line_error):
+    """The dev split a checkpoint's config names is read with --split dev, never by default."""
+    tr = tiny_translator(2)
+    (tmp_path / "dev.src").write_text("a b\nc\n")
+    (tmp_path / "dev.tgt").write_text("b\nc\n")
+    tr.cfg.data.dev = str(tmp_path / "dev")
+    run = save_run(tr, tmp_path / "run")
+    message = one_line_error(nmt_cli("tune", "-m", run, "--beam", "1", "--no-plot"), "data error", 1)
+    assert message == NO_DATA
+    result = nmt_cli("tune", "-m", run, "--beam", "1", "--alpha", "0", "--no-plot", "--split", "dev")
+    assert result.returncode == 0 and result.stdout.startswith(f"{tmp_path / 'dev'}: 2 sentences"), result.stderr

@@ -1,7 +1,7 @@
 """Toy task: human-readable dates -> ISO dates (``YYYY-MM-DD``).
 
 Everything is generated deterministically from a seed with the standard
-library only. Every source format is unambiguous: numeric formats are told
+library only; each file is written atomically. Every source format is unambiguous: numeric formats are told
 apart by their separator (``.`` = day.month.year, ``/`` = US month/day/year,
 ``-`` with the year first = ISO order, 8 digits = YYYYMMDD), so each source
 string maps to exactly one date.
@@ -16,6 +16,9 @@ import datetime
 import random
 from collections.abc import Callable
 from pathlib import Path
+
+from nmt.errors import DataError
+from nmt.files import atomic_write
 
 # Hard-coded English names (``calendar.month_name`` depends on the locale).
 MONTHS = (
@@ -169,8 +172,10 @@ def generate(n: int, seed: int) -> list[tuple[str, str]]:
     return [make_example(rng) for _ in range(n)]
 
 
-def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = None) -> None:
-    """Write ``{train,dev,test}.{src,tgt}`` under ``out_dir``.
+def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = None, only_missing: bool = False) -> None:
+    """Write ``{train,dev,test}.{src,tgt}`` under ``out_dir``, each file atomically (a kill
+    leaves it whole or absent); ``only_missing``: write only the files that do not exist (an
+    existing one, generated before or the user's own, is never rewritten).
 
     Sources are unique across all splits (test is filled first, then dev,
     then train), so the splits are disjoint by source string. The output is
@@ -182,7 +187,10 @@ def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = Non
     rng = random.Random(seed)
     seen: set[str] = set()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{out}: cannot create the dates data folder ({e.strerror})") from None
     for split in ("test", "dev", "train"):
         pairs: list[tuple[str, str]] = []
         attempts = 0
@@ -195,15 +203,23 @@ def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = Non
                 seen.add(src)
                 pairs.append((src, tgt))
         for side, idx in (("src", 0), ("tgt", 1)):
-            text = "".join(p[idx] + "\n" for p in pairs)
-            (out / f"{split}.{side}").write_bytes(text.encode("utf-8"))
+            path = out / f"{split}.{side}"
+            if not (only_missing and path.exists()):
+                _write_atomically(path, "".join(p[idx] + "\n" for p in pairs).encode("utf-8"))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as e:
+        raise DataError(f"{path}: cannot write ({e.strerror})") from None
 
 
 def ensure_dates_data(out_dir: str | Path, seed: int = 1234) -> None:
-    """Write the default splits unless all six files already exist."""
+    """Write the default splits' files that do not exist yet; never rewrite one that does."""
     out = Path(out_dir)
     if not all((out / f"{s}.{side}").exists() for s in SPLITS for side in ("src", "tgt")):
-        write_splits(out, seed=seed)
+        write_splits(out, seed=seed, only_missing=True)
 
 
 def main(argv: list[str] | None = None) -> None:

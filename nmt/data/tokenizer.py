@@ -14,6 +14,7 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.errors import CheckpointError, ConfigError
+from nmt.files import atomic_write
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -109,9 +110,8 @@ def build_tokenizers(
 
 
 def save_tokenizers(src: Tokenizer, tgt: Tokenizer, run_dir: Path) -> None:
-    """Write `spm.model` (joint) or `spm.src.model` and `spm.tgt.model` into the run dir."""
-    if src is tgt:
-        (run_dir / "spm.model").write_bytes(src.model_proto)
-    else:
-        (run_dir / "spm.src.model").write_bytes(src.model_proto)
-        (run_dir / "spm.tgt.model").write_bytes(tgt.model_proto)
+    """Write `spm.model` (joint) or `spm.src.model` and `spm.tgt.model` into the run dir, each
+    atomically (a temporary file, fsync, rename)."""
+    models = {"spm.model": src} if src is tgt else {"spm.src.model": src, "spm.tgt.model": tgt}
+    for name, tok in models.items():
+        atomic_write(run_dir / name, lambda f, proto=tok.model_proto: f.write(proto))

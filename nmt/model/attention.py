@@ -42,9 +42,15 @@ class BahdanauAttention(nn.Module):
         return 2 * self.U(enc_out)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
-        """query s_t: (B, Hd); keys: (B, S, A). Returns context (B, 2H), weights (B, S)."""
-        hidden = torch.sigmoid(torch.add(keys, self.W(query).unsqueeze(1), alpha=2))  # (B, S, A)
-        scores = 2 * self.v(hidden).squeeze(2)  # (B, S)
+        """query s_t: (B, Hd); keys: (B, S, A). Returns context (B, 2H), weights (B, S).
+
+        In bf16/fp16 (autocast) the constant sum(v) would be added before the scores are
+        rounded, and a large one would swamp their differences: there the tanh form is used."""
+        pre = torch.add(keys, self.W(query).unsqueeze(1), alpha=2)  # 2 (W s_t + U h_j): (B, S, A)
+        if pre.dtype in (torch.float32, torch.float64):
+            scores = 2 * self.v(torch.sigmoid(pre)).squeeze(2)  # e_tj + sum(v): (B, S)
+        else:
+            scores = self.v(torch.tanh(0.5 * pre)).squeeze(2)  # e_tj
         return attend(scores, src_mask, enc_out)
 
 

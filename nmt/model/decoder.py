@@ -114,7 +114,8 @@ class Decoder(nn.Module):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             return torch.sigmoid(o) * torch.tanh(c), c
         hp = self.w_hh(h)
-        if self.rnn_type == "gru":
+        if self.rnn_type == "gru":  # PyTorch's (and cuDNN's) GRU: n = tanh(W_n x + r * (U_n h + b_hn)); Cho
+            # et al. and the course's notes apply the reset gate first, n = tanh(W_n x + U_n (r * h))
             xr, xz, xn = x.chunk(3, dim=1)
             hr, hz, hn = hp.chunk(3, dim=1)
             r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)

@@ -1,0 +1,209 @@
+"""The run directory on disk: which files are nmt's, who trains in it (the lock), starting a
+new run in it and picking the checkpoint to resume from.
+
+nmt writes these in RUN_DIR (OWNED_FILES): config.yaml, spm.model or spm.src.model and
+spm.tgt.model, metrics.jsonl, train.log, train.lock, test.hyp and dev.hyp, decoding.yaml,
+learning_curves.png, tune.png; and checkpoints/ holding step-N.pt, last.pt and best.pt; plus the
+temporary files of its atomic writes (.NAME.XXXX.tmp), which a kill can leave behind. A new run
+deletes exactly those, file by file, and refuses to start in a directory holding anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, link_checkpoint, load_checkpoint, step_files
+from nmt.errors import CheckpointError, ConfigError
+
+LOCK_FILE = "train.lock"
+OWNED_FILES = frozenset(
+    (
+        "config.yaml",
+        "spm.model",
+        "spm.src.model",
+        "spm.tgt.model",
+        "metrics.jsonl",
+        "train.log",
+        LOCK_FILE,
+        "test.hyp",
+        "dev.hyp",
+        "decoding.yaml",
+        "learning_curves.png",
+        "tune.png",
+    )
+)
+CHECKPOINT_FILE = re.compile(r"step-\d+\.pt|last\.pt|best\.pt")
+TEMPORARY = re.compile(r"\.(.+)\.\w+\.tmp")  # .NAME.XXXX.tmp: an atomic write of NAME cut short
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turn an OSError (a full disk, no permission) while writing `path` into a one-line CheckpointError."""
+    try:
+        yield
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+class RunLock:
+    """An exclusive lock on a run directory: fcntl.flock on RUN_DIR/train.lock, which also holds
+    the owner's process id, kept from the start of `nmt train` to its end. A second trainer
+    refuses at once; the kernel drops the lock when its process dies however it dies (kill -9
+    too), so a lock file left behind never blocks. Where the file system has no flock, training
+    goes on unlocked. Under torchrun only rank 0 takes it."""
+
+    def __init__(self):
+        self.fd: int | None = None
+
+    def acquire(self, run_dir: Path) -> None:
+        path = run_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise CheckpointError(f"run_dir: cannot write in {run_dir} ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise CheckpointError(
+                f"run_dir: {run_dir} is being trained by {who} (lock: {path}); "
+                "wait for it to end or stop it, or choose another run_dir"
+            ) from None
+        except OSError:
+            pass  # no locks on this file system
+        with contextlib.suppress(OSError):  # the pid is for the message only
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None
+
+
+def _top_level(name: str) -> bool:
+    return name in OWNED_FILES
+
+
+def _in_checkpoints(name: str) -> bool:
+    return bool(CHECKPOINT_FILE.fullmatch(name))
+
+
+def _is_temporary(name: str, owned: Callable[[str], bool]) -> bool:
+    """Whether `name` is the temporary file of an atomic write of an `owned` name."""
+    match = TEMPORARY.fullmatch(name)
+    return bool(match) and owned(match[1])
+
+
+def _is_owned(entry: Path, owned: Callable[[str], bool] = _top_level) -> bool:
+    """Whether nmt writes a file of this name (`owned`: in RUN_DIR, or in checkpoints/)."""
+    if entry.is_dir() and not entry.is_symlink():
+        return False
+    return owned(entry.name) or _is_temporary(entry.name, owned)
+
+
+def foreign_entry(run_dir: Path) -> Path | None:
+    """The first thing in `run_dir` that nmt did not write (None: everything is nmt's)."""
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name == CHECKPOINT_DIR and entry.is_dir() and not entry.is_symlink():
+            inner = next((e for e in sorted(entry.iterdir()) if not _is_owned(e, _in_checkpoints)), None)
+            if inner is not None:
+                return inner
+        elif not _is_owned(entry):
+            return entry
+    return None
+
+
+def check_new_run(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a new run in `run_dir` when it holds a run (unless `overwrite`) or
+    anything nmt did not write (always: nmt deletes only its own files)."""
+    checkpoints = run_dir / CHECKPOINT_DIR
+    if checkpoints.is_dir() and any(CHECKPOINT_FILE.fullmatch(name) for name in os.listdir(checkpoints)):
+        if not overwrite:
+            raise ConfigError(
+                f"run_dir: {run_dir} holds a run already; pass --resume to continue it, --overwrite "
+                "to replace it, or set another run_dir (--set run_dir=...)"
+            )
+    foreign = foreign_entry(run_dir)
+    if foreign is not None:
+        raise CheckpointError(
+            f"run_dir: {foreign} was not written by nmt, and a new run replaces only nmt's own files: "
+            "move it away or choose another run_dir"
+        )
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete what an earlier run left in `run_dir` (checked by check_new_run), nmt's files one
+    by one, checkpoints first: a kill half-way leaves nothing to resume from. The lock stays."""
+    with writing(run_dir):
+        checkpoints = run_dir / CHECKPOINT_DIR
+        if checkpoints.is_dir() and not checkpoints.is_symlink():
+            for entry in checkpoints.iterdir():
+                if _is_owned(entry, _in_checkpoints):
+                    entry.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                checkpoints.rmdir()
+        for entry in run_dir.iterdir():
+            if entry.name != LOCK_FILE and entry.name != CHECKPOINT_DIR and _is_owned(entry):
+                entry.unlink(missing_ok=True)
+
+
+def find_resumable(run_dir: Path, required: frozenset[str]) -> tuple[Path, dict, str | None] | None:
+    """The checkpoint to resume from, its state and a note: last.pt, else (missing, or it does not
+    load) the newest step-N.pt that loads. None when there is none at all (a new run). A
+    checkpoint without the resume state (`required` progress keys, random states) is an error."""
+    last = checkpoint_path(run_dir, "last")
+    steps = step_files(run_dir / CHECKPOINT_DIR)
+    candidates = [last] + [steps[n] for n in sorted(steps, reverse=True)]
+    failure = None
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as e:
+            failure = failure or e
+            continue
+        if "rng" not in state or not required <= set(state.get("progress", {})):
+            raise CheckpointError(
+                f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
+                "continue training (start a new run)"
+            )
+        note = None if failure is None else f"{failure}; resuming from {path} instead"
+        return path, state, note
+    if failure is not None:
+        raise failure
+    return None
+
+
+def tidy_for_resume(run_dir: Path, path: Path, state: dict) -> None:
+    """Before resuming from `path` (with `state`): remove the temporary files of writes a kill cut
+    short and the step files past the resumed step (written after it by the run that was killed);
+    point last.pt at `path`, and best.pt at the best step file when a kill came between writing
+    it and linking."""
+    folder, step = run_dir / CHECKPOINT_DIR, state["progress"]["step"]
+    with writing(run_dir):
+        for place, owned in ((run_dir, _top_level), (folder, _in_checkpoints)):
+            for name in os.listdir(place):
+                if _is_temporary(name, owned):
+                    (place / name).unlink(missing_ok=True)
+        for n, file in step_files(folder).items():
+            if n > step:
+                file.unlink(missing_ok=True)
+    last, best = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "best")
+    if path != last:
+        link_checkpoint(path, last)
+    scores = state["progress"]["scores"]
+    if scores:
+        best_step = max(scores, key=lambda s: (scores[s], -int(s)))  # the first of equals, as validation keeps
+        source = step_files(folder).get(int(best_step))
+        if source is not None and not (best.is_file() and os.path.samefile(best, source)):
+            link_checkpoint(source, best)

@@ -1,0 +1,195 @@
+"""Beam search with length normalisation, batched over sentences (see `beam_search`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nmt.data.tokenizer import BOS, EOS
+from nmt.search.common import Hypothesis, SearchModel, SearchOptions, forbid_specials, only_eos
+
+
+@dataclass
+class _Beams:
+    """The live part of a batched beam search: n active sentences, K rows (hypotheses) each.
+
+    active: the original index of each active sentence; scores: (n, K) summed log-probs of the
+    rows' hypotheses; history: (n*K, t) their tokens so far, on the host; prev: (n*K,) their
+    last tokens; limit: (n,) max lengths, on the host; memory and state: the model's, one row
+    per hypothesis (the K rows of a sentence share its memory and stay in its block);
+    attention: one (n*K, S) tensor of weights per step so far, aligned with the rows (or None).
+    """
+
+    active: list[int]
+    scores: torch.Tensor
+    history: torch.Tensor
+    prev: torch.Tensor
+    limit: torch.Tensor
+    memory: Any
+    state: Any
+    attention: list[torch.Tensor] | None
+
+    def reorder(
+        self,
+        model: SearchModel,
+        state: Any,
+        rows: torch.Tensor,
+        rows_host: torch.Tensor,
+        tokens: torch.Tensor,
+        scores: torch.Tensor,
+    ) -> None:
+        """The next beam: row i continues old row rows[i] (same sentence) with token tokens[i]
+        (host, (n*K,)); scores (n, K). Reordering within blocks changes states, never memory."""
+        self.scores = scores
+        self.history = torch.cat([self.history[rows_host], tokens.unsqueeze(1)], dim=1)
+        self.state = model.select(state, rows)
+        if self.attention is not None:
+            self.attention = [a[rows] for a in self.attention]
+
+    def keep(self, model: SearchModel, keep: list[int], K: int) -> None:
+        """Only the active sentences at positions `keep` (the others are done)."""
+        keep_host = torch.tensor(keep, dtype=torch.long)
+        keep_rows_host = (keep_host.unsqueeze(1) * K + torch.arange(K)).view(-1)
+        device = self.scores.device
+        keep_t, keep_rows = keep_host.to(device), keep_rows_host.to(device)
+        self.active = [self.active[i] for i in keep]
+        self.scores, self.limit = self.scores[keep_t], self.limit[keep_host]
+        self.prev, self.history = self.prev[keep_rows], self.history[keep_rows_host]
+        self.memory, self.state = model.select(self.memory, keep_rows), model.select(self.state, keep_rows)
+        if self.attention is not None:
+            self.attention = [a[keep_rows] for a in self.attention]
+
+
+def _to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The (n, k_i) tensors on the host as float64, through ONE device-to-host copy.
+
+    On a GPU every .cpu() or .tolist() waits for the device to finish its queue; beam search's
+    bookkeeping needs six small tensors per step, so they travel together: concatenated as
+    float64 (exact for fp32 scores and for indices below 2^53), copied once, split again."""
+    host = torch.cat([t.double() for t in tensors], dim=1).cpu()
+    return list(host.split([t.size(1) for t in tensors], dim=1))
+
+
+@torch.inference_mode()
+def beam_search(
+    model: SearchModel,
+    src: torch.Tensor,
+    src_lengths: torch.Tensor,
+    max_len: torch.Tensor,
+    options: SearchOptions = SearchOptions(beam_size=5, alpha=1.0),
+) -> list[list[Hypothesis]]:
+    """Beam search over a batch of B sentences with K = options.beam_size hypotheses each.
+
+    Each step ranks the K*V extensions of every sentence's beam by summed log-probability and
+    looks at the best 2K. Among the best K of those, an extension ending in EOS is a finished
+    hypothesis (scored with the length penalty); the K best extensions that do not end in EOS
+    form the next beam. A sentence is done, and leaves the batch, when it reached its maximum
+    length or when it has K finished hypotheses that none of its unfinished ones can beat any
+    more (see `_settled`). Returns the n_best finished hypotheses of each sentence,
+    best first.
+    """
+    K, device, B = options.beam_size, src.device, src.size(0)
+    memory, state = model.encode(src, src_lengths)
+    rows = torch.arange(B, device=device).repeat_interleave(K)  # sentence of each row
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # start from one hypothesis per sentence
+    beams = _Beams(
+        list(range(B)),
+        scores,
+        torch.full((B * K, 0), BOS, dtype=torch.long),
+        torch.full((B * K,), BOS, dtype=torch.long, device=device),
+        max_len.cpu(),
+        model.select(memory, rows),
+        model.select(state, rows),
+        [] if options.attention else None,
+    )
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    t = 0
+    while beams.active:
+        t += 1
+        best_alive = _beam_step(model, beams, finished, t, src_lengths, options)
+        keep = [
+            i
+            for i, b in enumerate(beams.active)
+            if t <= int(beams.limit[i]) and not _settled(finished[b], best_alive[i], K, int(beams.limit[i]), options)
+        ]
+        if len(keep) < len(beams.active):
+            beams.keep(model, keep, K)
+    return [sorted(f, key=lambda h: -h.score)[: options.n_best] for f in finished]
+
+
+def _beam_step(
+    model: SearchModel,
+    beams: _Beams,
+    finished: list[list[Hypothesis]],
+    t: int,
+    src_lengths: torch.Tensor,
+    options: SearchOptions,
+) -> list[float]:
+    """Output step t of every active sentence: extend, collect the finished hypotheses, form the
+    next beam. Returns each sentence's best unfinished summed log-probability."""
+    K, n = options.beam_size, len(beams.active)
+    log_probs, state, weights = model.step(beams.prev, beams.memory, beams.state)
+    log_probs = only_eos(forbid_specials(log_probs, options.no_unk), (beams.limit < t).repeat_interleave(K))
+    V = log_probs.size(-1)
+    candidates = (beams.scores.unsqueeze(2) + log_probs.view(n, K, V)).view(n, K * V)
+    top_scores, top_ids = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)
+    top_beam, top_token = top_ids // V, top_ids % V
+    flat_beam = top_beam + torch.arange(n, device=top_ids.device).unsqueeze(1) * K  # row in the batch
+    # the next beam: the K best extensions that do not end in EOS
+    alive_scores, pick = top_scores.masked_fill(top_token == EOS, float("-inf")).topk(K, dim=1)  # (n, K)
+    chosen_rows = flat_beam.gather(1, pick).view(-1)
+    beams.prev = top_token.gather(1, pick).view(-1)
+    h_scores, h_rows, h_tokens, h_best_alive, h_chosen, h_prev = _to_host(
+        top_scores, flat_beam, top_token, alive_scores[:, :1], chosen_rows.view(n, K), beams.prev.view(n, K)
+    )
+    if beams.attention is not None:
+        beams.attention.append(weights)  # aligned with the current rows
+    _collect_finished(beams, finished, h_scores[:, :K], h_rows[:, :K], h_tokens[:, :K], t, src_lengths, options)
+    beams.reorder(model, state, chosen_rows, h_chosen.long().view(-1), h_prev.long().view(-1), alive_scores)
+    return h_best_alive.view(-1).tolist()
+
+
+def _collect_finished(
+    beams: _Beams,
+    finished: list[list[Hypothesis]],
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    tokens: torch.Tensor,
+    t: int,
+    src_lengths: torch.Tensor,
+    options: SearchOptions,
+) -> None:
+    """The extensions among each sentence's best K (host tensors (n, K): summed log-prob, row,
+    token) that end in EOS with a finite score are finished hypotheses of length t."""
+    for i, r in ((tokens == EOS) & torch.isfinite(scores)).nonzero().tolist():
+        row, lp = int(rows[i, r]), float(scores[i, r])
+        att = None
+        if beams.attention is not None:
+            att = torch.stack([a[row] for a in beams.attention])[:, : int(src_lengths[beams.active[i]])]
+        finished[beams.active[i]].append(Hypothesis(beams.history[row].tolist(), lp, options.score(lp, t), att))
+
+
+def _settled(finished: list[Hypothesis], best_alive: float, K: int, max_len: int, options: SearchOptions) -> bool:
+    """Whether a sentence's search can stop: it has K finished hypotheses and its best
+    unfinished one (summed log-prob `best_alive`) can no longer beat any of the K best finished
+    ones. Keeps only the K best finished hypotheses.
+
+    `exact` (options.stop): log-probabilities only fall as a hypothesis grows and lp(T) only
+    grows with T (alpha >= 0, both penalties), so the best score an unfinished hypothesis can
+    still reach is best_alive / lp(T_max), T_max = max_len + 1 (EOS included): once that is no
+    better than the K-th best finished score, no descendant of the beam can enter the n-best.
+    `fast`: the usual heuristic, best_alive no more probable than each of the K best finished
+    (their raw log-probabilities): exact for alpha = 0, where both rules agree, and with it a
+    beam of one is exactly greedy search; with alpha > 0 it can stop before a longer, less
+    probable hypothesis that would score higher.
+    """
+    if len(finished) < K:
+        return False
+    finished.sort(key=lambda h: -h.score)
+    del finished[K:]
+    if options.stop == "fast":
+        return best_alive <= min(h.log_prob for h in finished)
+    return options.score(best_alive, max_len + 1) <= finished[-1].score
