@@ -242,3 +242,21 @@ def test_every_number_of_the_report_against_a_hand_computed_case(tmp_path: Path)
         "  BLEU = 0.6703 * exp((log 1.0000 + log 1.0000 + log 1.0000 + log 1.0000) / 4)",
         "       = 0.6703 * exp(0.0000) = 0.6703  ->  67.03",
     ]
+
+
+def test_formula_lines_with_precisions_below_one(tmp_path: Path) -> None:
+    """c = r = 6; p1..p4 = 5/6, 3/5, 2/4, 1/3; BLEU = exp((ln 5/6 + ln 3/5 + ln 1/2 + ln 1/3) / 4)
+    = exp(-0.62123) = 0.53728: the mean of the four logs, computed by hand."""
+    (tmp_path / "hyp").write_text("the cat sat on the mat\n")
+    (tmp_path / "ref").write_text("the cat sat on a mat\n")
+    lines = format_report(score_files(tmp_path / "hyp", [tmp_path / "ref"])).splitlines()
+    assert lines[5:] == [
+        "  p1 = 5 / 6 = 0.8333",
+        "  p2 = 3 / 5 = 0.6000",
+        "  p3 = 2 / 4 = 0.5000",
+        "  p4 = 1 / 3 = 0.3333",
+        "  c = hyp_len = 6, r = ref_len = 6, ratio c/r = 1.0000",
+        "  BP = min(1, exp(1 - r/c)) = 1  (c >= r)",
+        "  BLEU = 1.0000 * exp((log 0.8333 + log 0.6000 + log 0.5000 + log 0.3333) / 4)",
+        "       = 1.0000 * exp(-0.6212) = 0.5373  ->  53.73",
+    ]

@@ -417,6 +417,26 @@ TABLE = {
 }
 
 
+# both extensions that end at step 2 are among the best K = 2: the beam must still go on with
+# the K best unfinished ones, among them [a c], the 4th best extension and the optimum at alpha 1
+TABLE_TWO_ENDINGS = {
+    (): {A: 0.5, B: 0.45, EOS: 0.05},
+    (A,): {EOS: 0.6, C: 0.4},
+    (B,): {EOS: 0.55, 7: 0.45},
+    (A, C): {EOS: 0.999, C: 0.001},
+    (B, 7): {EOS: 0.5, 7: 0.5},
+}
+
+
+def test_the_beam_goes_on_with_k_unfinished_hypotheses_when_k_extensions_end():
+    model, max_len = TableModel(TABLE_TWO_ENDINGS, vocab=8), 3
+    src, lengths, limit = torch.full((1, 2), A), torch.tensor([2]), torch.tensor([max_len])
+    assert model.exhaustive(max_len, 1.0, "average") == [A, C]
+    hyps = beam_search(model, src, lengths, limit, SearchOptions(beam_size=2, alpha=1.0, n_best=2))
+    assert hyps[0][0].tokens == [A, C]  # [a c] was the 4th best extension at step 2
+    assert hyps[0][0].log_prob == pytest.approx(math.log(0.5 * 0.4 * 0.999))
+
+
 @pytest.mark.parametrize("kind", ["average", "gnmt"])
 @pytest.mark.parametrize("alpha", [0.0, 0.7, 1.0])
 def test_exact_stop_finds_the_optimum_where_the_fast_rule_stops_too_early(alpha, kind):

@@ -179,3 +179,17 @@ def test_tune_reads_the_runs_split_only_when_asked(tmp_path, nmt_cli, one_line_e
     assert message == NO_DATA
     result = nmt_cli("tune", "-m", run, "--beam", "1", "--alpha", "0", "--no-plot", "--split", "dev")
     assert result.returncode == 0 and result.stdout.startswith(f"{tmp_path / 'dev'}: 2 sentences"), result.stderr
+
+
+def test_best_is_the_highest_bleu_then_the_smaller_beam_then_the_smaller_alpha():
+    results = [
+        tuning.TuneResult(1, 0.0, 20.0, 0.9, 100.0),
+        tuning.TuneResult(3, 0.5, 25.0, 1.0, 50.0),
+        tuning.TuneResult(5, 1.0, 22.0, 1.0, 30.0),
+        tuning.TuneResult(5, 0.5, 25.0, 1.0, 30.0),
+        tuning.TuneResult(3, 1.0, 25.0, 1.0, 50.0),
+    ]
+    best = tuning.best(results)
+    assert (best.beam, best.alpha) == (3, 0.5)
+    table = tuning.table(results).splitlines()
+    assert table[2].endswith("<- best") and sum("<- best" in line for line in table) == 1
