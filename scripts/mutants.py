@@ -58,7 +58,7 @@ MUTANTS = [
         ("tests/test_search.py",),
     ),
     Mutant(
-        "beam looks at K extensions, not 2K",
+        "beam looks at K + 1 extensions, not 2K",
         "nmt/search/beam.py",
         "candidates.topk(min(2 * K, K * V), dim=1)",
         "candidates.topk(min(K + 1, K * V), dim=1)",
