@@ -6,7 +6,6 @@ never a destroyed file."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import resource
@@ -17,14 +16,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import sentencepiece as spm
 import torch
 from conftest import REPO_ROOT, check_one_line_error
-from word_models import save_run, tiny_translator
+from word_models import save_run, tiny_translator, word_tokenizer
 
 from nmt.checkpoint import checkpoint_path, save_checkpoint
 from nmt.config import Config, ModelConfig, config_to_dict
-from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 from nmt.errors import CheckpointError, DataError
 from nmt.files import check_output, write_lines
 from nmt.model import build_model
@@ -325,22 +322,8 @@ BREAKS = ["\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", 
 def line_break_translator(favoured: list[str]) -> Translator:
     """A random model over a word sentencepiece model with one piece per line break (a real
     model: user_defined_symbols), pushed to output the `favoured` breaks."""
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(" ".join(p) for p in itertools.permutations("abc")),
-        model_writer=proto,
-        model_type="word",
-        vocab_size=30,
-        hard_vocab_limit=False,
-        user_defined_symbols=BREAKS,
-        pad_id=PAD,
-        unk_id=UNK,
-        bos_id=BOS,
-        eos_id=EOS,
-        num_threads=1,
-        minloglevel=2,
-    )
-    tok = Tokenizer(proto.getvalue())
+    lines = [" ".join(p) for p in itertools.permutations("abc")]
+    tok = word_tokenizer(lines, vocab_size=30, hard_vocab_limit=False, user_defined_symbols=BREAKS)
     cfg = Config(model=ModelConfig(emb_size=8, enc_hidden_size=8, dec_hidden_size=8, attention_size=8, dropout=0.0))
     cfg.decoding.max_length_ratio, cfg.decoding.max_length_offset = 0.01, 4
     torch.manual_seed(0)

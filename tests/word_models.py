@@ -24,15 +24,15 @@ WORDS = ["a", "b", "c", "d", "e"]
 L_MAX = 3  # outputs have at most this many words (then EOS)
 
 
-def word_tokenizer() -> Tokenizer:
-    """One piece per word: ids 4..8 are '▁a'..'▁e' in some order."""
+def word_tokenizer(lines: list[str] | None = None, **options) -> Tokenizer:
+    """One piece per word: ids 4..8 are '▁a'..'▁e' in some order (by default). `lines` and
+    `options` (sentencepiece trainer options) make other word-level models."""
     proto = io.BytesIO()
-    lines = [" ".join(p) for p in itertools.permutations(WORDS)]
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
+        sentence_iterator=iter(lines or [" ".join(p) for p in itertools.permutations(WORDS)]),
         model_writer=proto,
         model_type="word",
-        vocab_size=4 + len(WORDS),
+        **({"vocab_size": 4 + len(WORDS)} | options),
         pad_id=PAD,
         unk_id=UNK,
         bos_id=BOS,
@@ -41,7 +41,7 @@ def word_tokenizer() -> Tokenizer:
         minloglevel=2,
     )
     tok = Tokenizer(proto.getvalue())
-    assert len(tok) == 4 + len(WORDS)
+    assert lines or len(tok) == 4 + len(WORDS)
     return tok
 
 
