@@ -25,6 +25,9 @@ from nmt.distributed import Processes
 from nmt.log import Log
 from nmt.training import Trainer
 
+TORCHRUN_TRAIN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+TORCHRUN_TRAIN += ["-m", "nmt", "train"]  # `torchrun --standalone --nproc_per_node 2 -m nmt train`
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -86,15 +89,7 @@ def torchrun(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.Com
     env.pop("PYTHONWARNINGS", None)
     return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "nmt",
-            "train",
+            *TORCHRUN_TRAIN,
             *args,
         ],
         cwd=REPO_ROOT,
@@ -161,15 +156,7 @@ def test_a_stop_signal_saves_once_and_all_processes_stop(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "nmt",
-            "train",
+            *TORCHRUN_TRAIN,
             str(cfg),
         ],
         cwd=REPO_ROOT,

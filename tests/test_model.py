@@ -25,6 +25,12 @@ SRC = [[4, 5, 6, 1], [6], [], [5, 5, 4, 6, 1, 4]]
 TGT = [[5, 4], [6, 6, 1, 4, 5], [4], []]
 
 
+def tiny_config(rnn_type: str = "lstm", attention: str = "bahdanau", **overrides) -> ModelConfig:
+    enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
+    kw = dict(rnn_type=rnn_type, attention=attention, emb_size=8, enc_hidden_size=enc, dec_hidden_size=8)
+    return ModelConfig(**{**kw, "attention_size": 8, "dropout": 0.0, **overrides})
+
+
 def tiny_model(
     seed: int = 0,
     rnn_type: str = "lstm",
@@ -34,18 +40,8 @@ def tiny_model(
     **overrides,
 ) -> Seq2Seq:
     torch.manual_seed(seed)
-    enc = 4 if attention == "luong_dot" else 8  # luong_dot: decoder size = 2 * encoder size
-    kw = dict(
-        rnn_type=rnn_type,
-        attention=attention,
-        emb_size=8,
-        enc_hidden_size=enc,
-        dec_hidden_size=8,
-        attention_size=8,
-        dropout=0.0,
-    )
-    kw.update(overrides)
-    return build_model(ModelConfig(**kw), src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
+    cfg = tiny_config(rnn_type, attention, **overrides)
+    return build_model(cfg, src_vocab_size=src_vocab, tgt_vocab_size=tgt_vocab).eval()
 
 
 VARIANTS = [
@@ -360,17 +356,7 @@ def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attentio
     """torch's own cells over [E y; ã], tanh attention and W_c [s; c], against the hoisted,
     fused, sigmoid-form decoder: teacher forcing and step-by-step search, in float64."""
     model = tiny_model(12, rnn_type, attention, **variant).double()
-    enc = 4 if attention == "luong_dot" else 8
-    cfg = ModelConfig(
-        rnn_type=rnn_type,
-        attention=attention,
-        emb_size=8,
-        enc_hidden_size=enc,
-        dec_hidden_size=8,
-        attention_size=8,
-        dropout=0.0,
-        **variant,
-    )
+    cfg = tiny_config(rnn_type, attention, **variant)
     twin = textbook_twin(model, cfg)
     assert twin.textbook and type(twin.decoder).__name__ == "TextbookDecoder"
     batch = make_batch(SRC, TGT, list(range(len(SRC))))

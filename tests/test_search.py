@@ -214,6 +214,13 @@ def _exhaustive_case(seed):
     return model, batch, torch.full((len(EX_SOURCES),), L_EX)
 
 
+def _exhaustive_beam(seed: int, alpha: float, kind: str):
+    """The exhaustive case of `seed` and a beam (K_EX) wide enough to keep every hypothesis."""
+    model, batch, limit = _exhaustive_case(seed)
+    options = SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX)
+    return model, batch, limit, beam_search(model, batch.src, batch.src_lengths, limit, options)
+
+
 @pytest.mark.parametrize("kind", ["average", "gnmt"])
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
 @pytest.mark.parametrize("seed", EX_SEEDS)
@@ -221,14 +228,7 @@ def test_beam_search_equals_exhaustive_search(seed, alpha, kind):
     """With K >= all prefixes and max_len = L, beam search is exact: same best output, same
     score, same n-best order, and every output's log-prob is the model's. Outputs of exactly
     L tokens end with the EOS the search forces, which the model scores like any other EOS."""
-    model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(
-        model,
-        batch.src,
-        batch.src_lengths,
-        limit,
-        SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX),
-    )
+    model, batch, limit, hyps = _exhaustive_beam(seed, alpha, kind)
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = exhaustive(model, src, alpha, kind)
         assert nbest[0].tokens == exact[0][0]
@@ -248,14 +248,7 @@ def test_beam_search_finds_every_output_and_ranks_them_exactly(seed, alpha, kind
     """The same exhaustive comparison, on everything the forced EOS does not touch: with
     K >= all prefixes beam search returns every output once, sorted by score, and the outputs
     shorter than max_len come with their exact log-prob and score, in exact order."""
-    model, batch, limit = _exhaustive_case(seed)
-    hyps = beam_search(
-        model,
-        batch.src,
-        batch.src_lengths,
-        limit,
-        SearchOptions(beam_size=K_EX, alpha=alpha, length_penalty=kind, n_best=K_EX),
-    )
+    model, batch, limit, hyps = _exhaustive_beam(seed, alpha, kind)
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = [e for e in exhaustive(model, src, alpha, kind) if len(e[0]) < L_EX]
         assert sorted(h.tokens for h in nbest) == sorted(all_outputs(V_EX, L_EX))
