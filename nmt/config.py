@@ -96,7 +96,7 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    """The attention model: BiRNN encoder, RNN decoder with attention and input feeding."""
+    """The attention model: BiRNN encoder, RNN decoder with attention (two arrangements)."""
 
     encoder: Literal["birnn"] = _f("birnn", help="the encoder (nmt.model.seq2seq.ENCODERS)")
     rnn_type: Literal["lstm", "gru", "rnn"] = _f("lstm")
@@ -105,9 +105,12 @@ class ModelConfig:
     enc_layers: int = _f(1, LAYERS)
     dec_hidden_size: int = _f(256, SIZE)
     dec_layers: int = _f(1, LAYERS)
-    attention: Literal["bahdanau", "luong_dot", "luong_general"] = _f("bahdanau")
+    decoder: Literal["luong", "bahdanau"] = _f(
+        "luong", help="luong: query s_t, predict from ã_t; bahdanau: query s_{t-1}, c_t into the RNN"
+    )
+    attention: Literal["bahdanau", "luong_dot", "luong_general"] = _f("bahdanau", help="the score e_tj")
     attention_size: int = _f(256, SIZE, "bahdanau: size of W s + U h")
-    input_feeding: bool = _f(True, help="feed the previous attentional vector to the decoder")
+    input_feeding: bool = _f(True, help="luong decoder: feed the previous attentional vector to the RNN")
     bridge: bool = _f(True, help="decoder initial state = tanh(W [enc final fwd; bwd])")
     dropout: float = _f(0.2, PROBABILITY)
     tie_embeddings: bool = _f(False, help="target embedding = output layer (emb = dec hidden)")

@@ -17,6 +17,7 @@ from nmt.data.tokenizer import BOS, EOS, PAD, UNK
 from nmt.model import ENCODERS, Seq2Seq, build_model
 
 ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
+DECODERS = ["luong", "bahdanau"]  # model.decoder: the two arrangements
 RNN_TYPES = ["lstm", "gru", "rnn"]
 ALL_ARCHS = list(itertools.product(RNN_TYPES, ATTENTIONS))
 V = 7  # PAD UNK BOS EOS + 3 real tokens
@@ -149,12 +150,13 @@ def test_step_log_probs_are_normalised(rnn_type, attention):
             prev = torch.full((len(SRC),), tok)
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
-def test_teacher_forcing_equals_step_by_step(rnn_type, attention, variant):
+def test_teacher_forcing_equals_step_by_step(rnn_type, attention, variant, decoder):
     """log_softmax(forward(...))[:, t] is what `step` gives after feeding tgt_in[:, :t+1] one token
     at a time: training and search run the same decoder."""
-    model = tiny_model(4, rnn_type, attention, **variant)
+    model = tiny_model(4, rnn_type, attention, decoder=decoder, **variant)
     batch = make_batch(SRC, TGT, list(range(len(SRC))))
     with torch.no_grad():
         forced = F.log_softmax(model(batch.src, batch.src_lengths, batch.tgt_in), dim=-1)
@@ -190,22 +192,33 @@ def test_eval_is_deterministic_and_train_applies_dropout():
     assert not torch.allclose(b, a) and not torch.allclose(b, c)
 
 
+def reference_scores(attn, top: torch.Tensor, enc_out: torch.Tensor) -> torch.Tensor:
+    """e_tj for query `top` (B, Hd) and encoder states (B, S, D): (B, S)."""
+    if hasattr(attn, "v"):  # bahdanau: v^T tanh(W s + U h)
+        return attn.v(torch.tanh(attn.W(top).unsqueeze(1) + attn.U(enc_out))).squeeze(2)
+    if attn.W is None:  # luong dot: s . h
+        return (enc_out * top.unsqueeze(1)).sum(-1)
+    return (attn.W(enc_out) * top.unsqueeze(1)).sum(-1)  # luong general: s . W h
+
+
 def reference_logits(
     model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
 ) -> torch.Tensor:
     """The decoder equations of nmt/model/decoder.py's docstring, written out with torch's own RNN
-    cells for the first layer, reusing the model's weights:
-    s_t = RNN([E y_{t-1}; a~_{t-1}], s_{t-1}) stacked over layers, attention with the top layer's
-    s_t as query, a~_t = tanh(W_c [s_t; c_t]), logits = W_o a~_t."""
+    cells for the first layer, reusing the model's weights. luong: s_t = RNN([E y_{t-1}; a~_{t-1}],
+    s_{t-1}) stacked over layers, attention with the top layer's s_t as query,
+    a~_t = tanh(W_c [s_t; c_t]), logits = W_o a~_t. bahdanau: attention with the top layer's
+    s_{t-1}, s_t = RNN([E y_{t-1}; c_t], s_{t-1}), logits = W_o s_t."""
     dec, rnn_type, L = model.decoder, model.decoder.rnn_type, model.decoder.num_layers
     enc_out, final = model.encoder(model.src_embed(src), src_lengths)
     mask = torch.arange(src.size(1)).unsqueeze(0) < src_lengths.unsqueeze(1)
     Hd, E = dec.hidden_size, model.tgt_embed.embedding_dim
-    feed = dec.w_feed is not None
+    course = hasattr(dec, "w_ctx")  # the bahdanau arrangement
+    extra = dec.w_ctx if course else dec.w_feed  # the weights on x in W_ih [E y; x]
     cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[rnn_type](
-        E + Hd if feed else E, Hd
+        E + (0 if extra is None else extra.in_features), Hd
     ).double()
-    w_ih = torch.cat([dec.w_emb.weight, dec.w_feed.weight], dim=1) if feed else dec.w_emb.weight  # W_ih [E y; a~]
+    w_ih = dec.w_emb.weight if extra is None else torch.cat([dec.w_emb.weight, extra.weight], dim=1)
     cell.weight_ih.data, cell.bias_ih.data = w_ih.clone(), dec.w_emb.bias.clone()
     cell.weight_hh.data, cell.bias_hh.data = (
         dec.w_hh.weight.clone(),
@@ -215,10 +228,19 @@ def reference_logits(
     s = list(torch.tanh(dec.bridge(final)).split(Hd, dim=-1)) if dec.bridge is not None else [zeros] * L  # s_0
     c = [zeros] * L
     att = zeros  # a~_0
+    attend = lambda top: (  # noqa: E731
+        torch.softmax(reference_scores(dec.attention, top, enc_out).masked_fill(~mask, float("-inf")), dim=-1)
+        .unsqueeze(2)
+        .mul(enc_out)
+        .sum(1)
+    )
     out = []
     for t in range(tgt_in.size(1)):
         e_y = model.tgt_embed(tgt_in[:, t])
-        x = torch.cat([e_y, att], dim=-1) if feed else e_y
+        if course:
+            x = torch.cat([e_y, attend(s[-1])], dim=-1)  # c_t from s_{t-1}
+        else:
+            x = torch.cat([e_y, att], dim=-1) if extra is not None else e_y
         for layer in range(L):
             rnn = cell if layer == 0 else dec.upper[layer - 1]
             if rnn_type == "lstm":
@@ -226,25 +248,20 @@ def reference_logits(
             else:
                 s[layer] = rnn(x, s[layer])
             x = s[layer]
-        top, attn = s[-1], dec.attention
-        if hasattr(attn, "v"):  # bahdanau: v^T tanh(W s + U h)
-            e = attn.v(torch.tanh(attn.W(top).unsqueeze(1) + attn.U(enc_out))).squeeze(2)
-        elif attn.W is None:  # luong dot: s . h
-            e = (enc_out * top.unsqueeze(1)).sum(-1)
-        else:  # luong general: s . W h
-            e = (attn.W(enc_out) * top.unsqueeze(1)).sum(-1)
-        a = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
-        context = (a.unsqueeze(2) * enc_out).sum(1)
+        if course:
+            out.append(model.output(s[-1]))
+            continue
         w_c = torch.cat([dec.w_cs.weight, dec.w_cc.weight], dim=1)  # W_c [s; c]
-        att = torch.tanh(torch.cat([top, context], dim=-1) @ w_c.t())
+        att = torch.tanh(torch.cat([s[-1], attend(s[-1])], dim=-1) @ w_c.t())
         out.append(model.output(att))
     return torch.stack(out, dim=1)
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
-def test_decoder_matches_its_equations(rnn_type, attention, variant):
-    model = tiny_model(11, rnn_type, attention, **variant).double()
+def test_decoder_matches_its_equations(rnn_type, attention, variant, decoder):
+    model = tiny_model(11, rnn_type, attention, decoder=decoder, **variant).double()
     batch = make_batch(SRC, TGT, list(range(len(SRC))))
     with torch.no_grad():
         got = model(batch.src, batch.src_lengths, batch.tgt_in)
@@ -279,10 +296,12 @@ def test_tie_embeddings_shares_the_weight_tensor():
 # --- gradients ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("tie", [False, True])
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
-def test_every_parameter_gets_a_finite_nonzero_gradient(rnn_type, attention, tie):
-    model = tiny_model(9, rnn_type, attention, enc_layers=2, dec_layers=2, tie_embeddings=tie).train()
+def test_every_parameter_gets_a_finite_nonzero_gradient(rnn_type, attention, tie, decoder):
+    model = tiny_model(9, rnn_type, attention, enc_layers=2, dec_layers=2, tie_embeddings=tie, decoder=decoder)
+    model.train()
     # every token (but PAD) appears on both sides, so every embedding row but PAD's has a gradient
     src = [[4, 5, 6, UNK, BOS, EOS], [6, 4], [5]]
     tgt = [[UNK, 5, EOS], [6, 4, 5, BOS], []]  # tgt_in = BOS + these: EOS must be in one
@@ -350,15 +369,17 @@ def textbook_twin(model: Seq2Seq, cfg: ModelConfig, src_vocab: int = V, tgt_voca
     return twin.eval()
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)
-def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attention, variant):
-    """torch's own cells over [E y; ã], tanh attention and W_c [s; c], against the hoisted,
-    fused, sigmoid-form decoder: teacher forcing and step-by-step search, in float64."""
-    model = tiny_model(12, rnn_type, attention, **variant).double()
-    cfg = tiny_config(rnn_type, attention, **variant)
+def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attention, variant, decoder):
+    """torch's own cells over [E y; ã] (luong) or [E y; c] (bahdanau), tanh attention and W_c [s; c],
+    against the hoisted, fused, sigmoid-form decoder: teacher forcing and step-by-step search, in float64."""
+    model = tiny_model(12, rnn_type, attention, decoder=decoder, **variant).double()
+    cfg = tiny_config(rnn_type, attention, decoder=decoder, **variant)
     twin = textbook_twin(model, cfg)
-    assert twin.textbook and type(twin.decoder).__name__ == "TextbookDecoder"
+    name = {"luong": "TextbookDecoder", "bahdanau": "TextbookBahdanauDecoder"}[decoder]
+    assert twin.textbook and type(twin.decoder).__name__ == name
     batch = make_batch(SRC, TGT, list(range(len(SRC))))
     with torch.no_grad():
         torch.testing.assert_close(

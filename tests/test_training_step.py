@@ -76,14 +76,37 @@ def reference_loss(model: Seq2Seq, src, src_lengths, tgt_in, tgt_out, smoothing:
         context = (a.unsqueeze(2) * enc_out).sum(dim=1)
         att = torch.tanh(torch.cat([s, context], dim=-1) @ w_c.t())
         logits.append(att @ model.output.weight.t() + model.output.bias)
-    logits = torch.stack(logits, dim=1)
-    n_tokens = (tgt_out != PAD).sum()
-    return (
-        F.cross_entropy(
-            logits.reshape(-1, TGT_V), tgt_out.reshape(-1), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
-        )
-        / n_tokens
+    return mean_cross_entropy(torch.stack(logits, dim=1), tgt_out, smoothing)
+
+
+def mean_cross_entropy(logits: torch.Tensor, tgt_out: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label-smoothed cross-entropy of logits (B, T, V) per real target token: PyTorch's own."""
+    total = F.cross_entropy(
+        logits.reshape(-1, TGT_V), tgt_out.reshape(-1), ignore_index=PAD, label_smoothing=smoothing, reduction="sum"
     )
+    return total / (tgt_out != PAD).sum()
+
+
+def reference_loss_course(model: Seq2Seq, src, src_lengths, tgt_in, tgt_out, smoothing: float) -> torch.Tensor:
+    """model.decoder: bahdanau, as the course writes it: e_tj = v^T tanh(W s_{t-1} + U h_j);
+    c_t = softmax(e_t) . h; s_t = LSTM([E y_{t-1}; c_t], s_{t-1}); loss = cross-entropy(W_o s_t)."""
+    dec, att_mod = model.decoder, model.decoder.attention
+    enc_out, final = reference_encoder(model, model.src_embed(src), src_lengths)
+    mask = torch.arange(src.size(1)).unsqueeze(0) < src_lengths.unsqueeze(1)
+    w_ih = torch.cat([dec.w_emb.weight, dec.w_ctx.weight], dim=1)  # W_ih acting on [E y; c]
+    s = torch.tanh(dec.bridge(final))  # s_0
+    c = torch.zeros_like(s)
+    logits = []
+    for t in range(tgt_in.size(1)):
+        e = torch.tanh(att_mod.W(s).unsqueeze(1) + att_mod.U(enc_out)) @ att_mod.v.weight.squeeze(0)  # (B, S)
+        a = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)
+        context = (a.unsqueeze(2) * enc_out).sum(dim=1)
+        x = torch.cat([model.tgt_embed(tgt_in[:, t]), context], dim=-1)
+        i, f, g, o = (x @ w_ih.t() + dec.w_emb.bias + s @ dec.w_hh.weight.t()).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        s = torch.sigmoid(o) * torch.tanh(c)
+        logits.append(s @ model.output.weight.t() + model.output.bias)
+    return mean_cross_entropy(torch.stack(logits, dim=1), tgt_out, smoothing)
 
 
 def random_batch(seed: int, n: int = 6):
@@ -94,12 +117,15 @@ def random_batch(seed: int, n: int = 6):
     return make_batch(src, tgt, list(range(n)))
 
 
+@pytest.mark.parametrize("decoder,reference", [("luong", reference_loss), ("bahdanau", reference_loss_course)])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_optimised_step_matches_the_textbook_model(seed, smoothing):
+def test_optimised_step_matches_the_textbook_model(seed, smoothing, decoder, reference):
     torch.manual_seed(seed)
-    cfg = ModelConfig(emb_size=16, enc_hidden_size=12, dec_hidden_size=14, attention_size=10, dropout=0.0)
-    model = build_model(cfg, SRC_V, TGT_V)  # the reference architecture: LSTM, Bahdanau, feeding, bridge
+    cfg = ModelConfig(
+        emb_size=16, enc_hidden_size=12, dec_hidden_size=14, attention_size=10, dropout=0.0, decoder=decoder
+    )
+    model = build_model(cfg, SRC_V, TGT_V)  # the reference architecture: LSTM, Bahdanau score, bridge
     with torch.no_grad():  # larger weights than the default init: sharp attention, saturating gates
         for p in model.parameters():
             p.uniform_(-0.6, 0.6)
@@ -108,7 +134,7 @@ def test_optimised_step_matches_the_textbook_model(seed, smoothing):
 
     fast = training_loss(model, batch, smoothing)
     fast_grads = torch.autograd.grad(fast, list(model.parameters()))
-    slow = reference_loss(model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, smoothing)
+    slow = reference(model, batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out, smoothing)
     slow_grads = torch.autograd.grad(slow, list(model.parameters()), allow_unused=True)
 
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
@@ -120,9 +146,10 @@ def test_optimised_step_matches_the_textbook_model(seed, smoothing):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
+@pytest.mark.parametrize("decoder", ["luong", "bahdanau"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
-def test_textbook_switch_trains_the_same_model(rnn_type, smoothing):
+def test_textbook_switch_trains_the_same_model(rnn_type, smoothing, decoder):
     """model.textbook: true (torch's cells step by step, tanh attention, F.cross_entropy on the
     whole logits) gives the fast path's loss and gradients, parameter by parameter."""
     cfg = ModelConfig(
@@ -133,6 +160,7 @@ def test_textbook_switch_trains_the_same_model(rnn_type, smoothing):
         attention_size=10,
         dropout=0.0,
         dec_layers=2,
+        decoder=decoder,
     )
     torch.manual_seed(5)
     fast = build_model(cfg, SRC_V, TGT_V)

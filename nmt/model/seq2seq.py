@@ -11,7 +11,7 @@ from torch import nn
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import PAD
 from nmt.loss import output_loss, plain_output_loss
-from nmt.model.decoder import Decoder, DecoderState, Memory, TextbookDecoder
+from nmt.model.decoder import DECODERS, Decoder, DecoderState, Memory
 from nmt.model.encoder import BiRNNEncoder, Encoder
 
 # model.encoder -> the encoder it names (see the contract in nmt.model.encoder)
@@ -88,7 +88,7 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
     src_embed = nn.Embedding(src_vocab_size, cfg.emb_size, padding_idx=PAD)
     tgt_embed = nn.Embedding(tgt_vocab_size, cfg.emb_size, padding_idx=PAD)
     encoder = ENCODERS[cfg.encoder](cfg)
-    decoder = (TextbookDecoder if cfg.textbook else Decoder)(
+    decoder = DECODERS[cfg.decoder, cfg.textbook](
         cfg.rnn_type,
         cfg.emb_size,
         cfg.dec_hidden_size,
