@@ -4,6 +4,7 @@ values. The commands themselves are in nmt.cli (`COMMANDS`, by subcommand name).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nmt import __version__
 
@@ -14,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nmt", description="Neural machine translation with the classic attention model.")
     p.add_argument("--version", action="version", version=f"nmt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_analyze, _add_tune, _add_plot, _add_evaluate, _add_bleu):
+    commands = (_add_train, _add_translate, _add_analyze, _add_tune, _add_plot, _add_evaluate, _add_bleu, _add_serve)
+    for add in (*commands, _add_score, _add_average):
         add(sub)
     return p
 
@@ -23,8 +25,8 @@ def _model_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     q.add_argument(
         "--precision",
-        choices=["fp32", "bf16", "fp16"],
-        help="the model's precision in search; default: the run's decoding.precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="the model's precision in search (int8: CPU); default: the run's decoding.precision",
     )
 
 
@@ -51,26 +53,31 @@ def _eval_data_options(q: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    t = sub.add_parser("train", help="train a model from a YAML config")
-    t.add_argument("config", help="YAML config (see configs/reference.yaml)")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set training.lr=3e-4 (repeatable)",
-    )
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in run_dir")
-    t.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in run_dir from its last checkpoint (CONFIG may be that run directory)",
-    )
+    helps = {
+        "train": "train a model from a YAML config",
+        "prepare": "what `nmt train` does before its first step (sentencepiece, the encoded corpus RUN_DIR/train.bin)",
+    }
+    for name, text in helps.items():
+        t = sub.add_parser(name, help=text)
+        t.add_argument("config", help="YAML config (see configs/reference.yaml)")
+        t.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set training.lr=3e-4 (repeatable)",
+        )
+        t.add_argument("--overwrite", action="store_true", help="replace an existing run in run_dir")
+        t.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in run_dir from its last checkpoint (CONFIG may be that run directory)",
+        )
 
 
 def _add_translate(sub) -> None:
     tr = sub.add_parser("translate", help="translate lines (stdin to stdout by default)")
-    tr.add_argument("-m", "--model", help=MODEL_HELP)
+    tr.add_argument("-m", "--model", action="append", help=MODEL_HELP + "; repeated: their ensemble")
     _decoding_options(tr)
     tr.add_argument(
         "--n-best",
@@ -131,6 +138,14 @@ def _add_evaluate(sub) -> None:
     _decoding_options(e)
     e.add_argument("--split", choices=["test", "dev"], default="test")
     e.add_argument("-o", "--output", help="hypothesis file (default: RUN_DIR/SPLIT.hyp)")
+    e.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        metavar="RUN_DIR|CHECKPOINT",
+        help="evaluate this model (an averaged checkpoint, another run) instead of the run's own; with -o; "
+        "repeated: their ensemble",
+    )
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
 
@@ -142,6 +157,88 @@ def _add_bleu(sub) -> None:
     b.add_argument("--ter", action="store_true", help="also TER")
     b.add_argument("--json", action="store_true", help="print JSON")
     b.add_argument("-w", "--width", type=int, default=1, help="decimals of the scores (as sacrebleu -w)")
+    b.add_argument(
+        "--compare",
+        metavar="HYP_B",
+        help="is HYP_B better than HYP? sacrebleu's paired bootstrap and approximate randomisation tests",
+    )
+    b.add_argument("--paired-bs-n", type=int, default=1000, help="--compare: bootstrap resamples (default 1000)")
+    b.add_argument("--paired-ar-n", type=int, default=10000, help="--compare: randomisation trials (default 10000)")
+
+
+def _add_serve(sub) -> None:
+    from nmt.serve import Limits
+
+    d = Limits()
+    s = sub.add_parser("serve", help="a translation server (HTTP, JSON) with a web page; needs nmt[serve]")
+    s.add_argument("-m", "--model", action="append", help=MODEL_HELP + "; repeated: their ensemble")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port (default 8000; 0: any free port)")
+    limits = (
+        ("--max-batch", _int_in(1, 10_000), "sentences per decoded batch"),
+        ("--max-wait-ms", _milliseconds, "most waiting for more after a batch"),
+        ("--max-sentences", _int_in(1, 100_000), "sentences per request (more: 413)"),
+        ("--max-bytes", _int_in(1, 2**31), "bytes of a request's body (more: 413)"),
+        ("--max-queue", _int_in(1, 10**7), "sentences waiting (more: 503)"),
+        ("--max-beam", _int_in(1, 1000), "the largest beam a request may ask for"),
+    )
+    for option, kind, text in limits:
+        default = getattr(d, option[2:].replace("-", "_"))
+        s.add_argument(option, type=kind, default=default, help=f"{text} (default {default})")
+    s.add_argument(
+        "--threads",
+        type=_int_in(0, 1024),
+        default=1,
+        help="torch's CPU threads for the decoding worker (default 1: the other cores serve HTTP; 0: one per core)",
+    )
+    _model_options(s)
+
+
+def _int_in(least: int, most: int):
+    """An argparse type: an integer from least to most."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"expected an integer from {least} to {most}, got {value}")
+        return value
+
+    return parse
+
+
+def _milliseconds(text: str) -> float:
+    """An argparse type: one number >= 0 (and at most an hour of milliseconds)."""
+    values = _float_list(text)
+    if len(values) != 1 or values[0] > 3_600_000:
+        raise argparse.ArgumentTypeError(f"expected one number from 0 to 3600000, got {text!r}")
+    return values[0]
+
+
+def _add_score(sub) -> None:
+    sc = sub.add_parser(
+        "score", help="the model's log-probability of given translations: LOGPROB<TAB>SCORE<TAB>TOKENS per pair"
+    )
+    sc.add_argument("-m", "--model", action="append", help=MODEL_HELP + "; repeated: their ensemble")
+    sc.add_argument("-i", "--input", help="source file (with -t); default: SOURCE<TAB>TARGET lines on stdin")
+    sc.add_argument("-t", "--target", help="target file, aligned with -i")
+    sc.add_argument("-o", "--output", help="output file (default: stdout)")
+    sc.add_argument(
+        "--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha"
+    )
+    _model_options(sc)
+
+
+def _add_average(sub) -> None:
+    av = sub.add_parser("average", help="average the weights of several checkpoints of a run into one checkpoint")
+    av.add_argument("sources", nargs="+", metavar="RUN_DIR|CHECKPOINT", help="a run directory, or checkpoint files")
+    which = av.add_mutually_exclusive_group()
+    which.add_argument("--last", type=int, metavar="N", help="the run's N newest step checkpoints")
+    which.add_argument("--best", type=int, metavar="N", help="the run's N best step checkpoints by the dev metric")
+    av.add_argument("-o", "--output", required=True, metavar="FILE.pt", help="the averaged checkpoint")
+    av.add_argument("--int8", action="store_true", help="store the weight matrices in int8: a quarter of the size")
 
 
 def _number_list(convert: type, least: int, what: str):
@@ -195,6 +292,28 @@ def bad_combination(args: argparse.Namespace) -> str | None:
         return f"--temperature: expected a number > 0, got {args.temperature}"
     if getattr(args, "top_k", 0) < 0:
         return f"--top-k: expected an integer >= 0, got {args.top_k}"
+    for option in ("paired_bs_n", "paired_ar_n"):
+        if getattr(args, option, 1) < 1:
+            return f"--{option.replace('_', '-')}: expected an integer >= 1, got {getattr(args, option)}"
+    if getattr(args, "max_queue", 1) < getattr(args, "max_sentences", 0):
+        return f"--max-queue ({args.max_queue}) must hold one request of --max-sentences ({args.max_sentences})"
+    if args.command == "score" and (args.input is None) != (args.target is None):
+        return "-i and -t go together (or give SOURCE<TAB>TARGET lines on stdin)"
+    if args.command == "average":
+        return _bad_average(args)
     if getattr(args, "sample", False) and args.plot_attention:
         return "--plot-attention: draws the search's attention; not with --sample"
+    return None
+
+
+def _bad_average(args: argparse.Namespace) -> str | None:
+    """`nmt average`: a run directory with --last or --best N >= 1, or checkpoint files without them."""
+    n = args.last or args.best
+    option = "--last" if args.last is not None else "--best"
+    if (args.last or args.best) is not None and n < 1:
+        return f"{option}: expected an integer >= 1, got {n}"
+    if len(args.sources) == 1 and n is None and Path(args.sources[0]).is_dir():
+        return "give --last N or --best N with a run directory (or checkpoint files)"
+    if len(args.sources) > 1 and n is not None:
+        return f"{option}: chooses from one run directory; not with several checkpoint files"
     return None

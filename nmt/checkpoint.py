@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,7 +149,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint")
     _check_expanded_size(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # int8 weights (`nmt average --int8`): torch's notes on quantized tensors
+            warnings.filterwarnings("ignore", message=".*(TypedStorage is deprecated|quantize_per_channel).*")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path}: refused to load: it holds Python objects other than tensors "
@@ -161,7 +164,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
+    if isinstance(state["model"], dict):  # weights stored in int8 (`nmt average --int8`) come back as fp32
+        state["model"] = {k: _dequantized(v) for k, v in state["model"].items()}
     return state
+
+
+def _dequantized(value: Any) -> Any:
+    return value.dequantize() if isinstance(value, torch.Tensor) and value.is_quantized else value
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:

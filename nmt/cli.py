@@ -80,6 +80,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from nmt.run import prepare
+
+    prepare(args.config, args.set, overwrite=args.overwrite, resume=args.resume)
+    return 0
+
+
 def _note(message: str) -> None:
     print(f"nmt: note: {message}", file=sys.stderr)
 
@@ -222,8 +229,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     target = Path(args.target)
     cfg = None if target.is_dir() else load_config(target, args.set)
     run_dir = target if cfg is None else Path(cfg.run_dir)
+    if args.model and not args.output:  # the run's SPLIT.hyp holds its own model's translations
+        raise ConfigError("-m: give -o FILE for the hypotheses of another model")
     out = Path(args.output) if args.output else run_dir / f"{args.split}.hyp"
-    translator = _load_translator(run_dir, args)
+    translator = _load_translator(args.model or run_dir, args)
     if not args.output:
         _check_output(out)  # the run's own file, once the run is known to be there: before decoding
     # the split's prefix comes from CONFIG (or the run's config), its languages from the run
@@ -241,6 +250,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bleu(args: argparse.Namespace) -> int:
     from nmt.metrics import format_report, json_report, score_files
 
+    if args.compare:
+        return _compare(args)
     result = score_files(args.hyp, args.refs, chrf=args.chrf, ter=args.ter)
     if args.json:
         print(json.dumps(json_report(result, args.width), indent=1, ensure_ascii=False))
@@ -249,14 +260,73 @@ def cmd_bleu(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """`nmt bleu HYP REF --compare HYP_B`: sacrebleu's paired tests, in its format (nmt.significance)."""
+    from nmt.significance import compare_files, format_comparison, json_comparison
+
+    samples = {"paired_bs": args.paired_bs_n, "paired_ar": args.paired_ar_n}
+    result = compare_files(args.hyp, args.compare, args.refs, chrf=args.chrf, ter=args.ter, samples=samples)
+    if args.json:
+        print(json.dumps(json_comparison(result), indent=1, ensure_ascii=False))
+    else:
+        print(format_comparison(result, args.width))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`nmt serve`: the packages first, then the port (connections wait while the model loads),
+    then the model; serves until a signal."""
+    from nmt.runtime import configure
+    from nmt.serve import Limits, listen, require, serve
+
+    require()
+    sock = listen(args.host, args.port)
+    configure(args.threads)
+    stopped = serve(_load_translator(args.model, args), sock, Limits.from_args(args), args.model)
+    if stopped:
+        _say(f"nmt: server stopped ({stopped}): finished the requests in flight")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from nmt.scoring import read_pairs, score_pairs
+
+    _check_output(args.output)
+    stdin = None if args.input else _read_input(None)
+    sources, targets = read_pairs(args.input, args.target, stdin)  # bad input: before the model loads
+    translator = _load_translator(args.model, args)
+    scores = score_pairs(translator, sources, targets, args.alpha)
+    _write_output(args.output, ["" if s is None else s.line() for s in scores])
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from nmt.average import average, choose_steps
+
+    _check_output(args.output)
+    if args.last or args.best:
+        paths = choose_steps(args.sources[0], args.last, args.best)
+    else:
+        paths = [Path(p) for p in args.sources]
+    summary = average(paths, args.output, int8=args.int8)
+    steps = ", ".join(str(s) for s in summary["steps"])
+    stored = " (weight matrices in int8)" if args.int8 else ""
+    print(f"averaged {len(paths)} checkpoint(s) (steps {steps}) into {args.output}{stored}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
+    "prepare": cmd_prepare,
     "translate": cmd_translate,
     "analyze": cmd_analyze,
     "tune": cmd_tune,
     "plot": cmd_plot,
     "evaluate": cmd_evaluate,
     "bleu": cmd_bleu,
+    "score": cmd_score,
+    "average": cmd_average,
+    "serve": cmd_serve,
 }
 
 

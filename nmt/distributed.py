@@ -12,8 +12,13 @@ and sends no messages at all. How the work is split (see nmt.run and nmt.trainin
   summed loss by W / (target tokens of all W batches), so the average is the gradient of the loss
   per target token of the W batches together: one step on W shards is one step on their union.
 - The run directory belongs to rank 0: it reads the config and the data, trains the
-  sentencepiece models, writes checkpoints, logs and metrics; the other ranks receive what they
-  need (`on_main`). Only rank 0 needs the files, and an error there stops every rank.
+  sentencepiece models, encodes the training corpus into RUN_DIR/train.bin, writes checkpoints,
+  logs and metrics; the other ranks receive what they need (`on_main`): the config, the
+  tokenizers, the dev split and the corpus's path, never the corpus itself. Every rank maps
+  that one file (nmt.data.binary): the ranks on one machine share its pages in the page cache.
+  On several machines, run_dir must be a folder every machine sees at the same path (a shared
+  file system), or each machine must hold the same corpus there, made by `nmt prepare` with the
+  same config and data (its content digest is checked). An error on rank 0 stops every rank.
 - Validation is sharded: each rank scores every W-th dev batch and translates every W-th dev
   sentence; the sums and translations are gathered, so every rank computes the same dev score
   and takes the same decisions (best, patience, the plateau schedule) without further messages.

@@ -1,10 +1,12 @@
 """A training run from start to end: the whole job behind `nmt train`.
 
 `train(config)` prepares the run directory (or checks that a resumed run goes on with the same
-training), reads the training data, trains (or loads) the sentencepiece models, trains the
+training), trains (or loads) the sentencepiece models, encodes the training data into the run's
+binary corpus (or maps the one already there: nmt.data.prepare), trains the
 model (nmt.training.Trainer: validation every `valid_every` steps, the best and last
 checkpoints in the run directory), and finally scores the test split with the best checkpoint
-and the decoding defaults and draws the learning curves.
+and the decoding defaults and draws the learning curves. `prepare(config)` (`nmt prepare`) does
+what `train` does before the first step, and stops there.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from nmt import distributed, runtime
 from nmt.checkpoint import checkpoint_path, checkpoint_tokenizers, remember_run
 from nmt.config import Config, config_from_dict, config_to_dict, load_config, resolve_device, save_config
+from nmt.data.binary import BinaryCorpus
 from nmt.data.corpus import split_path
 from nmt.data.prepare import Split, prepare_data
 from nmt.data.tokenizer import Tokenizer, save_tokenizers
@@ -98,8 +101,11 @@ def train(
                 log(note)
             torch.manual_seed(cfg.seed)
             runtime.configure(cfg.training.num_threads)
-            src_tok, tgt_tok, train_split, dev = procs.on_main(_prepare_run, cfg, log, state)
-            trainer = Trainer(cfg, src_tok, tgt_tok, train_split, dev, log, device, procs)
+            # the other ranks receive the tokenizers, the dev split and the corpus's path: they map
+            # the file rank 0 wrote (see nmt.distributed)
+            src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state)
+            log.open()
+            trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs)
             if state is not None:
                 trainer.restore(state)
                 log(
@@ -236,19 +242,42 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
                 )
 
 
-def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, Split, Split | None]:
+def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, BinaryCorpus, Split | None]:
     """Data and tokenizers (a resumed run's own), with the resolved config and the sentencepiece
-    models written into the run directory (a new run's, cleared of an earlier run's files first)."""
+    models written into the run directory (a new run's, cleared of an earlier run's files first;
+    the training corpus, just checked or made, stays)."""
     tokenizers = None if state is None else checkpoint_tokenizers(state)
-    src_tok, tgt_tok, train_split, dev = prepare_data(cfg, log, tokenizers)
+    src_tok, tgt_tok, corpus, dev = prepare_data(cfg, log, tokenizers)
     run_dir = Path(cfg.run_dir)
     if state is None:
         clear_run(run_dir)  # the new run starts: only now does the old one go
     with writing(run_dir):
         save_config(cfg, run_dir / "config.yaml")
         save_tokenizers(src_tok, tgt_tok, run_dir)
-    log.open()
-    return src_tok, tgt_tok, train_split, dev
+    return src_tok, tgt_tok, corpus, dev
+
+
+def prepare(
+    config: Config | str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    overwrite: bool = False,
+    resume: bool = False,
+) -> Path:
+    """`nmt prepare`: what `train` with the same arguments does before its first step, and no
+    more: the run directory checked (a new run's cleared), the sentencepiece models trained and
+    the training corpus encoded into RUN_DIR/train.bin, which `train` then maps instead of
+    encoding again. Returns the run directory."""
+    lock = RunLock()
+    try:
+        cfg, state, notes = _open_run(config, overrides, overwrite, resume, lock)
+        log = Log(Path(cfg.run_dir))
+        for note in notes:
+            log(note)
+        _prepare_run(cfg, log, state)
+        log(f"prepared {cfg.run_dir}: `nmt train` starts from its corpus")
+    finally:
+        lock.release()
+    return Path(cfg.run_dir)
 
 
 # --- after training ------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 new run in it and picking the checkpoint to resume from.
 
 nmt writes these in RUN_DIR (OWNED_FILES): config.yaml, spm.model or spm.src.model and
-spm.tgt.model, metrics.jsonl, train.log, train.lock, test.hyp and dev.hyp, decoding.yaml,
-learning_curves.png, tune.png; and checkpoints/ holding step-N.pt, last.pt and best.pt; plus the
-temporary files of its atomic writes (.NAME.XXXX.tmp), which a kill can leave behind. A new run
-deletes exactly those, file by file, and refuses to start in a directory holding anything else.
+spm.tgt.model, train.bin (the encoded training corpus), metrics.jsonl, train.log, train.lock,
+test.hyp and dev.hyp, decoding.yaml, learning_curves.png, tune.png; and checkpoints/ holding
+step-N.pt, last.pt and best.pt; plus the temporary files of its atomic writes (.NAME.XXXX.tmp),
+which a kill can leave behind. A new run deletes exactly those, file by file (except train.bin,
+which it has just checked or made for itself), and refuses to start in a directory holding
+anything else.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, link_checkpoint, load_checkpoint, step_files
+from nmt.data.binary import CORPUS_FILE
 from nmt.errors import CheckpointError, ConfigError
 
 LOCK_FILE = "train.lock"
@@ -27,6 +30,7 @@ OWNED_FILES = frozenset(
         "spm.model",
         "spm.src.model",
         "spm.tgt.model",
+        CORPUS_FILE,
         "metrics.jsonl",
         "train.log",
         LOCK_FILE,
@@ -142,7 +146,8 @@ def check_new_run(run_dir: Path, overwrite: bool) -> None:
 
 def clear_run(run_dir: Path) -> None:
     """Delete what an earlier run left in `run_dir` (checked by check_new_run), nmt's files one
-    by one, checkpoints first: a kill half-way leaves nothing to resume from. The lock stays."""
+    by one, checkpoints first: a kill half-way leaves nothing to resume from. The lock stays, and
+    so does the training corpus (the new run's own, made or checked by nmt.data.prepare)."""
     with writing(run_dir):
         checkpoints = run_dir / CHECKPOINT_DIR
         if checkpoints.is_dir() and not checkpoints.is_symlink():
@@ -152,7 +157,7 @@ def clear_run(run_dir: Path) -> None:
             with contextlib.suppress(OSError):
                 checkpoints.rmdir()
         for entry in run_dir.iterdir():
-            if entry.name != LOCK_FILE and entry.name != CHECKPOINT_DIR and _is_owned(entry):
+            if entry.name not in (LOCK_FILE, CHECKPOINT_DIR, CORPUS_FILE) and _is_owned(entry):
                 entry.unlink(missing_ok=True)
 
 

@@ -50,8 +50,9 @@ HALF_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """Mixed precision for config key `precision`: fp32 (autocast off), bf16 or fp16."""
-    return torch.autocast(device.type, dtype=HALF_TYPES.get(precision, torch.bfloat16), enabled=precision != "fp32")
+    """Mixed precision for config key `precision`: bf16 or fp16; autocast off for fp32 (and int8,
+    whose activations are fp32: nmt.quantize)."""
+    return torch.autocast(device.type, dtype=HALF_TYPES.get(precision, torch.bfloat16), enabled=precision in HALF_TYPES)
 
 
 def fast_precision(device: torch.device, precision: str) -> bool:
@@ -72,5 +73,7 @@ def check_precision(device: torch.device, precision: str, key: str) -> None:
     """Refuse fp16 off the GPU: oneDNN has no fp16 LSTM for most CPUs ("could not create a
     primitive descriptor"), and bf16 is the CPU's half precision (same exponent range as fp32,
     so no loss scaling either)."""
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(f"{key}: int8 is for the CPU (PyTorch's quantized kernels): --device cpu, or bf16 on a GPU")
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError(f"{key}: fp16 is for GPUs; on the CPU use bf16 (or fp32)")

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nmt import runtime
 from nmt.checkpoint import checkpoint_path, save_step
 from nmt.config import Config, config_to_dict
-from nmt.data.batching import BatchSampler, sorted_batches
+from nmt.data.batching import BatchSampler, PairCorpus, sorted_batches
 from nmt.data.prepare import Split
 from nmt.data.tokenizer import Tokenizer
 from nmt.distributed import Processes
@@ -87,7 +87,7 @@ class Trainer:
         cfg: Config,
         src_tok: Tokenizer,
         tgt_tok: Tokenizer,
-        train: Split,
+        train: PairCorpus,
         dev: Split | None,
         log: Log,
         device: torch.device,
@@ -96,9 +96,7 @@ class Trainer:
         self.cfg, self.t, self.log, self.device, self.dev, self.procs = cfg, cfg.training, log, device, dev, procs
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.run_dir = Path(cfg.run_dir)
-        self.sampler = BatchSampler(
-            train.src_ids, train.tgt_ids, self.t.batch_size, self.t.batch_type == "tokens", cfg.seed
-        )
+        self.sampler = BatchSampler(train, self.t.batch_size, self.t.batch_type == "tokens", cfg.seed)
         self.model = build_model(cfg.model, len(src_tok), len(tgt_tok)).to(device)
         self.loss = TrainingLoss(self.model, self.t.label_smoothing, self.t.precision)
         if procs.distributed:  # averages the gradients over the ranks during the backward pass
@@ -313,8 +311,10 @@ class Trainer:
 
         A step takes the next W batches, one per rank; the last batches of an epoch that are
         fewer than W are left out (they are other batches in the next epoch's order)."""
-        p, W = self.progress, self.procs.world_size
+        p, W, t0 = self.progress, self.procs.world_size, time.time()
         batches = self.sampler.epoch_batches(p.epoch)
+        if time.time() - t0 > 1:  # a large corpus: say what the pause was (~5 CPU-s at 3M pairs)
+            self.log(f"epoch {p.epoch}: {len(batches):,} batches ({time.time() - t0:.1f}s)")
         if len(batches) < W:
             raise DataError(
                 f"{self.cfg.data.train}: {len(batches)} batches per epoch, fewer than the {W} "

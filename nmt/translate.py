@@ -63,8 +63,8 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> Translator:
-        """Build from a loaded checkpoint dict (see nmt.checkpoint). precision: fp32, bf16 or
-        fp16 for the search (default: the config's decoding.precision)."""
+        """Build from a loaded checkpoint dict (see nmt.checkpoint). precision: fp32, bf16, fp16
+        or int8 (CPU) for the search (default: the config's decoding.precision)."""
         cfg = config_from_dict(state["config"], [f"decoding.precision={precision}"] if precision else [])
         src_tok, tgt_tok = checkpoint_tokenizers(state)
         model = build_model(cfg.model, len(src_tok), len(tgt_tok))
@@ -75,15 +75,29 @@ class Translator:
         dev = resolve_device(device)
         if precision:
             check_precision(dev, precision, "--precision")
+        if cfg.decoding.precision == "int8":  # int8 weight matrices (nmt.quantize)
+            from nmt.quantize import quantize_int8
+
+            model = quantize_int8(model, dev)
         return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "auto", precision: str | None = None) -> Translator:
-        """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run.
+    def load(
+        cls, path: str | Path | list | None = None, device: str = "auto", precision: str | None = None
+    ) -> Translator:
+        """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run;
+        a list of several: their ensemble (nmt.ensemble; the first one's decoding options).
 
         Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
         replace the checkpoint's.
         """
+        if isinstance(path, (list, tuple)):
+            if len(path) > 1:
+                from nmt.ensemble import combine
+
+                ensemble, lead = combine([cls.load(p, device, precision) for p in path], [str(p) for p in path])
+                return cls(ensemble, lead.src_tok, lead.tgt_tok, lead.cfg, lead.device)
+            path = path[0] if path else None
         if precision:  # a wrong option is the user's, not the checkpoint's
             check_precision(resolve_device(device), precision, "--precision")
         ckpt = resolve_checkpoint(latest_run() if path is None else path)
@@ -176,7 +190,8 @@ class Translator:
                 seeds = tuple(sample_seed(seed, todo[row // copies], row % copies) for row in batch.indices)
                 options = dataclasses.replace(options, seeds=seeds)
             with self._autocast():
-                hyps = STRATEGIES[strategy](self.model, src, lengths, limit, options)
+                model = self._search_model([lines[todo[row // copies]] for row in batch.indices])
+                hyps = STRATEGIES[strategy](model, src, lengths, limit, options)
             for row, nbest in zip(batch.indices, hyps):
                 line = todo[row // copies]
                 outputs[line][row % copies] = [self._translation(ids[line], h) for h in nbest]
@@ -196,10 +211,17 @@ class Translator:
         for batch in sorted_batches(src_ids, tgt_ids, d.batch_size):
             b = batch.to(self.device)
             with self._autocast():
-                log_probs = sequence_log_probs(self.model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
+                model = self._search_model([sources[i] for i in batch.indices])
+                log_probs = sequence_log_probs(model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
             for row, lp in zip(batch.indices, log_probs):
                 out[row] = (lp, options.score(lp, len(tgt_ids[row]) + 1))  # T counts EOS
         return out
+
+    def _search_model(self, texts: list[str]):
+        """The model search runs for a batch of these input lines: the model itself, or an
+        ensemble bound to the lines (each member encodes them with its own tokenizer)."""
+        for_lines = getattr(self.model, "for_lines", None)
+        return self.model if for_lines is None else for_lines(texts)
 
     @property
     def precision(self) -> str:

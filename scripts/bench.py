@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Benchmark: training throughput and MFU, decoding speed, memory, on this machine.
 
-    python scripts/bench.py --config configs/multi30k_de_en.yaml [--json OUT] [--model RUN_DIR]
-                            [--device cpu|cuda] [--precisions fp32,bf16,fp16]
+    python scripts/bench.py --config configs/multi30k_de_en.yaml [--json OUT] [--model RUN_DIR ...]
+                            [--device cpu|cuda] [--precisions fp32,bf16,fp16,int8] [--decode-only]
 
 Reports, for fp32 and each other precision asked for that runs fast here (suffix _bf16, _fp16)
 - fp32_peak_gflops (bf16_peak_gflops, ...): the best of several large square matmuls, measured
@@ -15,10 +15,16 @@ Reports, for fp32 and each other precision asked for that runs fast here (suffix
   product over the padded batch as the model runs it, training = 3x forward) per second,
   divided by the precision's peak;
 - greedy_sents_per_s, beam5_sents_per_s: translating the config's test split (all lines, after
-  a warm-up on 64) with `Translator` in batches of the config's decoding.batch_size sentences,
-  decoding.precision set to the precision; the model is `--model RUN_DIR` if given, else the
-  model of the fp32 steps above (briefly trained: speed only, its translations are poor and
-  their lengths unlike a real model's);
+  a warm-up on 64; the best of `--repeats` runs) with `Translator` in batches of the config's
+  decoding.batch_size sentences, decoding.precision set to the precision; the model is
+  `--model RUN_DIR` if given (a checkpoint file too; several: their ensemble), else the model
+  of the fp32 steps above (briefly trained: speed only, its translations are poor and their
+  lengths unlike a real model's); beam5_bleu: the BLEU of those beam-5 translations (sacrebleu);
+  greedy_sents_per_cpu_s, beam5_sents_per_cpu_s: the same per second of the process's CPU time
+  (the steadier figure where other jobs share the machine; with one thread: `--set
+  training.num_threads=1`);
+- int8 (decoding only, CPU): the same model with its int8 layers (nmt.quantize, listed in
+  int8_layers) dynamically quantized; `--decode-only` (with `--model`) skips training;
 - peak_rss_mb: the process's peak resident memory; peak_gpu_mb: on CUDA, the most GPU memory
   torch held for tensors.
 
@@ -29,6 +35,7 @@ that take the time), which is where every optimisation of the training step star
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -49,6 +56,8 @@ from nmt.config import load_config, resolve_device  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.data.prepare import prepare_data  # noqa: E402
 from nmt.log import Log  # noqa: E402
+from nmt.metrics import bleu  # noqa: E402
+from nmt.quantize import int8_layers, quantize_int8  # noqa: E402
 from nmt.training import Trainer  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
 
@@ -120,23 +129,52 @@ def print_profile(trainer: Trainer, warmup: list[list[int]], batches: list[list[
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
-def decode_speed(translator: Translator, lines: list[str], beam: int) -> float:
+def decode_speed(
+    translator: Translator, lines: list[str], beam: int, repeats: int = 1
+) -> tuple[float, float, list[str]]:
+    """(sentences per second, sentences per CPU second of this process, the translations): the
+    best of `repeats` timed runs after a warm-up. On a machine other jobs share, the CPU-time
+    rate (with one thread) is the steadier figure: it does not count the time others hold the cores."""
     translator.translate(lines[:64], beam=beam)  # warm-up (kernels, allocator)
-    t0 = time.perf_counter()
-    out = translator.translate(lines, beam=beam)
+    best, best_cpu = 0.0, 0.0
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = translator.translate(lines, beam=beam)
+        best = max(best, len(lines) / (time.perf_counter() - t0))
+        best_cpu = max(best_cpu, len(lines) / (time.process_time() - c0))
     assert len(out) == len(lines)
-    return len(lines) / (time.perf_counter() - t0)
+    return best, best_cpu, out
+
+
+def precision_translator(translator: Translator, precision: str, int8: list[str] | None = None) -> Translator:
+    """The translator decoding in `precision`: the same model (autocast), or for int8 a quantized
+    copy (layers `int8`, default nmt.quantize's choice)."""
+    cfg = copy.deepcopy(translator.cfg)
+    cfg.decoding.precision = precision
+    model = translator.model
+    if precision == "int8":
+        model = quantize_int8(model, translator.device, int8)
+    return Translator(model, translator.src_tok, translator.tgt_tok, cfg, translator.device)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--model", help="run directory to decode with (default: the briefly trained model)")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="run directory or checkpoint to decode with (default: the briefly trained model); repeated: an ensemble",
+    )
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--steps", type=int, default=30, help="timed training steps")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--precisions", default="fp32,bf16", help="precisions to measure, of fp32, bf16, fp16 (fp32 always)")
+    p.add_argument(
+        "--precisions", default="fp32,bf16", help="precisions to measure, of fp32, bf16, fp16, int8 (fp32 always)"
+    )
+    p.add_argument("--decode-only", action="store_true", help="with --model: measure decoding only")
+    p.add_argument("--repeats", type=int, default=1, help="timed decoding runs; the best counts")
+    p.add_argument("--int8-layers", help="int8: these modules (comma-separated names) instead of nmt.quantize's")
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the profile of N fp32 training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
@@ -144,6 +182,8 @@ def main() -> None:
     cfg = load_config(args.config, args.set)
     device = resolve_device(args.device)
     runtime.configure(cfg.training.num_threads)
+    if args.decode_only and not args.model:
+        raise SystemExit("bench.py: --decode-only: give --model RUN_DIR (the model to decode with)")
     results: dict = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_name(device),
@@ -154,12 +194,35 @@ def main() -> None:
     precisions = measurable_precisions(
         ["fp32"] + [x for x in args.precisions.split(",") if x != "fp32"], device, results
     )
+    if args.model:
+        translator, results["decode_model"] = Translator.load(args.model, args.device), " + ".join(args.model)
+        translator.cfg.decoding.batch_size = cfg.decoding.batch_size  # a speed setting: the config's
+    if not args.decode_only:
+        trainer, src_tok, tgt_tok = measure_training(cfg, device, args, precisions, results)
+    if not args.model:
+        cfg.training.precision = "fp32"
+        translator = Translator(trainer.model, src_tok, tgt_tok, cfg, device)
+        results["decode_model"] = f"briefly trained ({args.warmup + args.steps} steps): speed only"
+    int8 = args.int8_layers.split(",") if args.int8_layers else None
+    measure_decoding(translator, cfg, precisions, args.repeats, results, int8)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
+    width = max(map(len, results))
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def measure_training(cfg, device: torch.device, args, precisions: list[str], results: dict):
+    """Training throughput and MFU in each training precision; returns (the fp32 trainer, tokenizers)."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg.run_dir = tmp
         log = Log(Path(tmp))
         src_tok, tgt_tok, train, _ = prepare_data(cfg, log)
-        for precision in precisions:
+        for precision in (p for p in precisions if p in TRAINING_PRECISIONS):
             cfg.training.precision = precision
             torch.manual_seed(cfg.seed)
             trainer = Trainer(cfg, src_tok, tgt_tok, train, None, log, device)
@@ -172,33 +235,32 @@ def main() -> None:
             if precision == "fp32":
                 fp32_trainer = trainer
         log.close()
+    return fp32_trainer, src_tok, tgt_tok
 
-    if args.model:
-        translator, results["decode_model"] = Translator.load(args.model, args.device), args.model
-        translator.cfg.decoding.batch_size = cfg.decoding.batch_size  # a speed setting: the config's
-    else:
-        cfg.training.precision = "fp32"
-        translator = Translator(fp32_trainer.model, src_tok, tgt_tok, cfg, device)
-        results["decode_model"] = f"briefly trained ({args.warmup + args.steps} steps): speed only"
-    src, _ = read_parallel(cfg.data.test, cfg.data.src_lang, cfg.data.tgt_lang)
+
+def measure_decoding(
+    translator: Translator, cfg, precisions: list[str], repeats: int, results: dict, int8: list[str] | None
+) -> None:
+    """Greedy and beam-5 sentences/s and beam-5 BLEU on the config's test split, per precision
+    (int8: the layers `int8`, default nmt.quantize's)."""
+    src, ref = read_parallel(cfg.data.test, cfg.data.src_lang, cfg.data.tgt_lang)
     results["decode_sentences"] = len(src)
     for precision in precisions:
-        translator.cfg.decoding.precision = precision
-        results[f"greedy_sents_per_s{suffix(precision)}"] = decode_speed(translator, src, 1)
-        results[f"beam5_sents_per_s{suffix(precision)}"] = decode_speed(translator, src, 5)
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if device.type == "cuda":
-        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        tr = precision_translator(translator, precision, int8)
+        if precision == "int8":
+            results["int8_layers"] = ", ".join(int8 or int8_layers(translator.model))
+        for name, beam in (("greedy", 1), ("beam5", 5)):
+            rate, cpu_rate, out = decode_speed(tr, src, beam, repeats)
+            results[f"{name}_sents_per_s{suffix(precision)}"] = rate
+            results[f"{name}_sents_per_cpu_s{suffix(precision)}"] = cpu_rate
+        results[f"beam5_bleu{suffix(precision)}"] = bleu(out, [ref]).score
 
-    width = max(map(len, results))
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:,.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def suffix(precision: str) -> str:
-    """The key suffix of a precision's figures: none for fp32, else _bf16 / _fp16."""
+    """The key suffix of a precision's figures: none for fp32, else _bf16 / _fp16 / _int8."""
     return "" if precision == "fp32" else f"_{precision}"
 
 
@@ -208,9 +270,14 @@ def measurable_precisions(asked: list[str], device: torch.device, results: dict)
     dtypes = {"fp32": torch.float32, **runtime.HALF_TYPES}
     out = []
     for precision in asked:
-        if precision not in dtypes:
-            raise SystemExit(f"bench.py: --precisions: expected fp32, bf16 or fp16, got {precision!r}")
-        if precision == "fp16" and device.type == "cpu":
+        if precision not in dtypes and precision != "int8":
+            raise SystemExit(f"bench.py: --precisions: expected fp32, bf16, fp16 or int8, got {precision!r}")
+        if precision == "int8":
+            if device.type == "cpu":
+                out.append(precision)  # decoding only: int8 is not a training precision
+            else:
+                results["int8_note"] = "not measured: int8 decoding is for the CPU"
+        elif precision == "fp16" and device.type == "cpu":
             results["fp16_note"] = "not measured: fp16 is for GPUs (oneDNN has no fp16 LSTM for this CPU)"
         elif runtime.fast_precision(device, precision):
             results[f"{precision}_peak_gflops"] = matmul_peak_gflops(dtypes[precision], device)

@@ -134,3 +134,60 @@ def tiny_dates_config(tmp_path: Path, run: str, dropout: float | None = None, **
         raw["model"]["dropout"] = dropout
     raw["training"].update({"max_minutes": 0, "patience": 0, **training})
     return config_from_dict(raw)
+
+
+# A smaller model than configs/dates.yaml's, so that the run takes about half a minute on a CPU
+# (one thread: these tiny matrices gain nothing from more); 300 steps of it reach about 98% exact
+# match on the dev set.
+SMALL_MODEL = ["model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64", "model.attention_size=64"]
+
+
+def train_args(run_dir: Path, data: Path, *sets: str) -> list[str]:
+    args = [
+        "train",
+        "configs/dates.yaml",
+        "--set",
+        f"run_dir={run_dir}",
+        "--set",
+        f"data.train={data}/train",
+        "--set",
+        f"data.dev={data}/dev",
+        "--set",
+        f"data.test={data}/test",
+    ]
+    for s in (*SMALL_MODEL, "training.max_minutes=0", "training.num_threads=1", *sets):
+        args += ["--set", s]
+    return args
+
+
+@pytest.fixture(scope="session")
+def dates_dir(tmp_path_factory) -> Path:
+    from nmt.data.dates import write_splits
+
+    data = tmp_path_factory.mktemp("dates")
+    write_splits(data, sizes={"train": 3000, "dev": 100, "test": 100})
+    return data
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, dates_dir, nmt_cli):
+    """One tiny dates run, trained once per session (tests/test_cli.py, tests/test_serve.py): (run_dir,
+    data_dir, state_dir, the train CompletedProcess); about 98% exact match on its dev set."""
+    base = tmp_path_factory.mktemp("trained")
+    run_dir, state = base / "run", base / "state"
+    result = nmt_cli(
+        *train_args(run_dir, dates_dir, "training.max_steps=300", "training.valid_every=100", "training.log_every=25"),
+        state_dir=state,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return run_dir, dates_dir, state, result
+
+
+@pytest.fixture(scope="session")
+def reversal_run(tmp_path_factory):
+    """(run dir, dev sources, dev references) of a tiny trained word-reversal model (tests/word_models.py)."""
+    from word_models import train_reversal
+
+    return train_reversal(tmp_path_factory.mktemp("reversal"))

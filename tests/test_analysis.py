@@ -1,13 +1,17 @@
 """nmt.analysis: search errors or model errors, on tiny word-level models whose best output is
-known exactly (exhaustive search over every short output)."""
+known exactly (exhaustive search over every short output), and on a tiny trained model."""
 
 from __future__ import annotations
 
 import pytest
+import sacrebleu
+import torch
 from word_models import find_search_error, save_run, tiny_translator
 
 from nmt import analysis
+from nmt.data.tokenizer import BOS, EOS
 from nmt.evaluate import NO_DATA
+from nmt.translate import Translator
 
 # --- analysis ----------------------------------------------------------------------------------
 
@@ -93,3 +97,34 @@ def test_unreachable_blank_and_correct_on_subword_ids():
 def test_header_names_the_length_penalty_in_use(penalty, formula):
     line = analysis.header("dev", 7, penalty, 0.6)
     assert line == f"dev: 7 sentences; scores are log P / {formula} with alpha 0.6 ({penalty})"
+
+
+def test_analyze_on_a_trained_run_classifies_by_independent_scores(reversal_run):
+    """A trained model with real errors: each verdict agrees with scores computed here by teacher
+    forcing (log P / T^alpha over the subword ids, EOS included), and BLEU with sacrebleu's."""
+    run, sources, references = reversal_run
+    tr = Translator.load(run)
+
+    def score(source: str, ids: list[int], alpha: float) -> float:
+        src = torch.tensor([tr.src_tok.encode([source])[0] + [EOS]])
+        tgt = torch.tensor([[BOS] + ids + [EOS]])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(tr.model(src, torch.tensor([src.size(1)]), tgt[:, :-1]).double(), -1)
+        return float(log_probs[0].gather(1, tgt[0, 1:, None]).sum()) / (tgt.size(1) - 1) ** alpha
+
+    results = analysis.analyze(tr, sources, references, beams=[1, 5], alpha=1.0)
+    for result in results:
+        outputs = [s.output for s in result.sentences]
+        assert result.bleu == pytest.approx(sacrebleu.corpus_bleu(outputs, [references]).score, abs=1e-9)
+        assert sum(result.counts.values()) == len(sources)
+        for s, source, ref in zip(result.sentences, sources, references):
+            out_ids, ref_ids = tr.tgt_tok.encode([s.output])[0], tr.tgt_tok.encode([ref])[0]
+            if out_ids == ref_ids:
+                assert s.kind == analysis.CORRECT
+                continue
+            assert s.output_score == pytest.approx(score(source, out_ids, 1.0), abs=1e-5)
+            assert s.reference_score == pytest.approx(score(source, ref_ids, 1.0), abs=1e-5)
+            assert s.kind == (analysis.SEARCH if s.reference_score > s.output_score else analysis.MODEL)
+    greedy, beam = results
+    assert greedy.counts[analysis.CORRECT] > 0 and greedy.errors > 0  # a model with real errors
+    assert greedy.counts != beam.counts  # and the beam size changes them

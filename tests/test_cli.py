@@ -17,58 +17,13 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
+from conftest import train_args
 
 from nmt.config import load_config
 from nmt.data.corpus import read_lines
-from nmt.data.dates import write_splits
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 NBEST = re.compile(r"^(\d+) \|\|\| (.*) \|\|\| (-?\d+\.\d{4})$")
-
-# A smaller model than configs/dates.yaml's, so that the run takes about half a minute on a CPU
-# (one thread: these tiny matrices gain nothing from more); 300 steps of it reach about 98% exact
-# match on the dev set.
-SMALL_MODEL = ["model.emb_size=32", "model.enc_hidden_size=64", "model.dec_hidden_size=64", "model.attention_size=64"]
-
-
-def train_args(run_dir: Path, data: Path, *sets: str) -> list[str]:
-    args = [
-        "train",
-        "configs/dates.yaml",
-        "--set",
-        f"run_dir={run_dir}",
-        "--set",
-        f"data.train={data}/train",
-        "--set",
-        f"data.dev={data}/dev",
-        "--set",
-        f"data.test={data}/test",
-    ]
-    for s in (*SMALL_MODEL, "training.max_minutes=0", "training.num_threads=1", *sets):
-        args += ["--set", s]
-    return args
-
-
-@pytest.fixture(scope="module")
-def dates_dir(tmp_path_factory) -> Path:
-    data = tmp_path_factory.mktemp("dates")
-    write_splits(data, sizes={"train": 3000, "dev": 100, "test": 100})
-    return data
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, dates_dir, nmt_cli):
-    """One tiny dates run: (run_dir, data_dir, state_dir, the train CompletedProcess)."""
-    base = tmp_path_factory.mktemp("trained")
-    run_dir, state = base / "run", base / "state"
-    result = nmt_cli(
-        *train_args(run_dir, dates_dir, "training.max_steps=300", "training.valid_every=100", "training.log_every=25"),
-        state_dir=state,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"training failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return run_dir, dates_dir, state, result
 
 
 @pytest.fixture

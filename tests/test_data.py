@@ -13,6 +13,7 @@ import torch
 from nmt.config import TokenizerConfig
 from nmt.data.batching import (
     BatchSampler,
+    ListCorpus,
     cut_batches,
     make_batch,
     sorted_batches,
@@ -259,7 +260,7 @@ SRC, TGT = random_corpus(3000)
 
 @pytest.mark.parametrize("size,by_tokens", [(1000, True), (4096, True), (200, True), (32, False), (1, False)])
 def test_every_index_exactly_once_per_epoch(size, by_tokens):
-    sampler = BatchSampler(SRC, TGT, size, by_tokens, seed=1)
+    sampler = BatchSampler(ListCorpus(SRC, TGT), size, by_tokens, seed=1)
     for epoch in (1, 2, 3):
         batches = sampler.epoch_batches(epoch)
         flat = [i for b in batches for i in b]
@@ -268,12 +269,12 @@ def test_every_index_exactly_once_per_epoch(size, by_tokens):
 
 
 def test_epochs_are_deterministic_and_differ():
-    a = BatchSampler(SRC, TGT, 2000, True, seed=7)
-    b = BatchSampler(SRC, TGT, 2000, True, seed=7)
+    a = BatchSampler(ListCorpus(SRC, TGT), 2000, True, seed=7)
+    b = BatchSampler(ListCorpus(SRC, TGT), 2000, True, seed=7)
     assert a.epoch_batches(1) == b.epoch_batches(1)
     assert a.epoch_batches(2) == a.epoch_batches(2)  # calling again does not advance a hidden state
     assert a.epoch_batches(1) != a.epoch_batches(2)
-    assert a.epoch_batches(1) != BatchSampler(SRC, TGT, 2000, True, seed=8).epoch_batches(1)
+    assert a.epoch_batches(1) != BatchSampler(ListCorpus(SRC, TGT), 2000, True, seed=8).epoch_batches(1)
     # not only the order of the batches: their contents change too
     first = {tuple(sorted(x)) for x in a.epoch_batches(1)}
     second = {tuple(sorted(x)) for x in a.epoch_batches(2)}
@@ -283,7 +284,7 @@ def test_epochs_are_deterministic_and_differ():
 @pytest.mark.parametrize("size", [64, 150, 1000, 4096])
 def test_token_budget(size):
     """sentences x (longest + 1) <= batch_size, unless one sentence alone exceeds it."""
-    sampler = BatchSampler(SRC, TGT, size, True, seed=1)
+    sampler = BatchSampler(ListCorpus(SRC, TGT), size, True, seed=1)
     batches = sampler.epoch_batches(1)
     for batch in batches:
         if len(batch) > 1:
@@ -301,20 +302,20 @@ def test_sentences_too_long_for_the_budget_get_a_batch_each():
     size = 40
     long = {i for i in range(len(src)) if cost(src, tgt, i) > size}
     assert long
-    for batch in BatchSampler(src, tgt, size, True, seed=1).epoch_batches(1):
+    for batch in BatchSampler(ListCorpus(src, tgt), size, True, seed=1).epoch_batches(1):
         if long & set(batch):
             assert len(batch) == 1
 
 
 def test_batch_type_sentences():
-    for batch in BatchSampler(SRC, TGT, 50, False, seed=1).epoch_batches(1):
+    for batch in BatchSampler(ListCorpus(SRC, TGT), 50, False, seed=1).epoch_batches(1):
         assert 1 <= len(batch) <= 50
-    sizes = [len(b) for b in BatchSampler(SRC, TGT, 50, False, seed=1).epoch_batches(1)]
+    sizes = [len(b) for b in BatchSampler(ListCorpus(SRC, TGT), 50, False, seed=1).epoch_batches(1)]
     assert sizes.count(50) >= len(SRC) // 50 - 1  # full batches except at the end of each pool
 
 
 def test_bucketing_pads_less_than_random_batching():
-    sampler = BatchSampler(SRC, TGT, 2000, True, seed=1)
+    sampler = BatchSampler(ListCorpus(SRC, TGT), 2000, True, seed=1)
     batches = sampler.epoch_batches(1)
     bucketed = padding_fraction(SRC, TGT, batches)
     # the same batch sizes, filled with random sentences
@@ -332,7 +333,7 @@ def test_bucketing_pads_less_than_random_batching():
 
 
 def test_sampler_batch_matches_make_batch():
-    sampler = BatchSampler(SRC[:10], TGT[:10], 1000, True, seed=1)
+    sampler = BatchSampler(ListCorpus(SRC[:10], TGT[:10]), 1000, True, seed=1)
     b = sampler.batch([3, 1])
     ref = make_batch([SRC[3], SRC[1]], [TGT[3], TGT[1]], [3, 1])
     assert torch.equal(b.src, ref.src) and torch.equal(b.tgt_out, ref.tgt_out) and b.indices == [3, 1]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import sacrebleu
 import yaml
 from word_models import png_size, save_run, tiny_translator
 
@@ -193,3 +194,29 @@ def test_best_is_the_highest_bleu_then_the_smaller_beam_then_the_smaller_alpha()
     assert (best.beam, best.alpha) == (3, 0.5)
     table = tuning.table(results).splitlines()
     assert table[2].endswith("<- best") and sum("<- best" in line for line in table) == 1
+
+
+def test_tune_on_a_trained_run_finds_the_pair_with_the_highest_bleu(reversal_run, nmt_cli, tmp_path):
+    """On a trained model whose pairs really differ, every BLEU in the table is sacrebleu's BLEU of
+    that pair's translations, `best` is the highest, and `--write` stores that pair."""
+    run, sources, references = reversal_run
+    tr = Translator.load(run)
+    beams, alphas = [1, 3, 5], [0.0, 1.0, 2.0]
+    results = tuning.tune(tr, sources, references, beams=beams, alphas=alphas)
+    assert len({round(r.bleu, 1) for r in results}) >= 3, tuning.table(results)  # the pairs differ
+    for r in (max(results, key=lambda r: r.bleu), min(results, key=lambda r: r.bleu)):
+        outputs = tr.translate(sources, beam=r.beam, alpha=r.alpha)
+        assert r.bleu == pytest.approx(sacrebleu.corpus_bleu(outputs, [references]).score, abs=1e-9)
+    top = max(r.bleu for r in results)
+    winner = min((r for r in results if round(r.bleu, 2) == round(top, 2)), key=lambda r: (r.beam, r.alpha))
+    assert (tuning.best(results).beam, tuning.best(results).alpha) == (winner.beam, winner.alpha)
+
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    (tmp_path / "ref.txt").write_text("\n".join(references) + "\n")
+    args = ["--src", tmp_path / "src.txt", "--ref", tmp_path / "ref.txt", "--beam", "1,3,5", "--alpha", "0,1,2"]
+    result = nmt_cli("tune", "-m", run, *args, "--write", "--no-plot")
+    assert result.returncode == 0, result.stderr
+    (best_row,) = [line for line in result.stdout.splitlines() if "<- best" in line]
+    assert best_row.split()[:3] == [str(winner.beam), f"{winner.alpha:g}", f"{winner.bleu:.2f}"]
+    stored = Translator.load(run).cfg.decoding
+    assert (stored.beam_size, stored.alpha) == (winner.beam, winner.alpha)

@@ -2,14 +2,18 @@
 
 Training batches: shuffle the examples with a generator seeded by (seed, epoch), sort each
 pool of about 100 batches by target length so that a batch holds sentences of similar length (little
-padding), cut the pool into batches that fit the budget, shuffle the batches.
+padding), cut the pool into batches that fit the budget, shuffle the batches. The sampler sees
+only the corpus's length arrays; a batch's sentences are read from the corpus when it is made
+(a `PairCorpus`: the memory-mapped training corpus, nmt.data.binary, or id lists, `ListCorpus`).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD
@@ -70,9 +74,13 @@ def cut_batches(
     order: list[int], src_lens: list[int], tgt_lens: list[int], size: int, by_tokens: bool
 ) -> list[list[int]]:
     """Consecutive groups of `order` whose padded size (sentences x longest) fits `size`."""
+    return _cut(order, [_cost(src_lens[i], tgt_lens[i]) for i in order], size, by_tokens)
+
+
+def _cut(order: list[int], costs: list[int], size: int, by_tokens: bool) -> list[list[int]]:
+    """cut_batches with the cost of each sentence of `order` given (costs[k] is order[k]'s)."""
     batches, current, longest = [], [], 0
-    for i in order:
-        cost = _cost(src_lens[i], tgt_lens[i])
+    for i, cost in zip(order, costs):
         new_longest = max(longest, cost)
         fits = (len(current) + 1) * new_longest <= size if by_tokens else len(current) < size
         if current and not fits:
@@ -85,37 +93,70 @@ def cut_batches(
     return batches
 
 
-class BatchSampler:
-    """Epochs of bucketed, shuffled training batches; the order is a function of (seed, epoch)."""
+class PairCorpus(Protocol):
+    """Training pairs as the sampler needs them: N, the (N,) length arrays of both sides, and
+    the id lists of given sentences of a side ("src" or "tgt")."""
 
-    def __init__(self, src: list[list[int]], tgt: list[list[int]], size: int, by_tokens: bool, seed: int):
-        self.src, self.tgt, self.size, self.by_tokens, self.seed = src, tgt, size, by_tokens, seed
-        self.src_lens = [len(s) for s in src]
-        self.tgt_lens = [len(t) for t in tgt]
+    src_lengths: np.ndarray
+    tgt_lengths: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def rows(self, side: str, indices: list[int]) -> list[list[int]]: ...
+
+
+class ListCorpus:
+    """A PairCorpus of id lists in memory (tests, small data)."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]]):
+        self.src, self.tgt = src, tgt
+        self.src_lengths = np.array([len(s) for s in src], dtype=np.int64)
+        self.tgt_lengths = np.array([len(t) for t in tgt], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def rows(self, side: str, indices: list[int]) -> list[list[int]]:
+        ids = self.src if side == "src" else self.tgt
+        return [ids[i] for i in indices]
+
+
+class BatchSampler:
+    """Epochs of bucketed, shuffled training batches of a corpus; the order is a function of
+    (seed, epoch) and of the length arrays alone."""
+
+    def __init__(self, corpus: PairCorpus, size: int, by_tokens: bool, seed: int):
+        self.corpus, self.size, self.by_tokens, self.seed = corpus, size, by_tokens, seed
+        self.src_lens, self.tgt_lens = np.asarray(corpus.src_lengths), np.asarray(corpus.tgt_lengths)  # no copies
+        self.costs = np.maximum(self.src_lens, self.tgt_lens).astype(np.int64) + 1  # _cost of every sentence
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """The batches (lists of example indices) of one epoch, in training order."""
         rng = random.Random(self.seed * 100_003 + epoch)
-        order = list(range(len(self.src)))
+        order = list(range(len(self.costs)))
         rng.shuffle(order)
-        mean_cost = sum(map(_cost, self.src_lens, self.tgt_lens)) / max(1, len(order))
+        mean_cost = int(self.costs.sum()) / max(1, len(order))
         per_batch = max(1, int(self.size / mean_cost)) if self.by_tokens else self.size
         pool = per_batch * POOL_BATCHES
         batches = []
         for start in range(0, len(order), pool):
             # by target length first: the decoder's loop is the dearer half of the model, per
-            # position, so its padding costs most (the README's benchmark notes give the shares)
-            chunk = sorted(order[start : start + pool], key=lambda i: (self.tgt_lens[i], self.src_lens[i]))
-            batches += cut_batches(chunk, self.src_lens, self.tgt_lens, self.size, self.by_tokens)
+            # position, so its padding costs most (the README's benchmark notes give the shares).
+            # lexsort is stable, as sorted() is: equal lengths keep their shuffled order
+            chunk = order[start : start + pool]
+            at = np.array(chunk, dtype=np.int64)
+            by_length = np.lexsort((self.src_lens[at], self.tgt_lens[at])).tolist()
+            chunk = [chunk[k] for k in by_length]  # order's own int objects: no copies of 3M ints
+            batches += _cut(chunk, self.costs[at[by_length]].tolist(), self.size, self.by_tokens)
         rng.shuffle(batches)
         return batches
 
     def target_tokens(self, indices: list[int]) -> int:
         """Target tokens of a batch that count in the loss (EOS included): its Batch.n_tgt_tokens."""
-        return sum(self.tgt_lens[i] for i in indices) + len(indices)
+        return int(self.tgt_lens[indices].sum()) + len(indices)
 
     def batch(self, indices: list[int]) -> Batch:
-        return make_batch([self.src[i] for i in indices], [self.tgt[i] for i in indices], indices)
+        return make_batch(self.corpus.rows("src", indices), self.corpus.rows("tgt", indices), indices)
 
 
 def sorted_batches(src: list[list[int]], tgt: list[list[int]] | None, size: int) -> list[Batch]:

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
+from nmt.data.corpus import LineReader
 from nmt.errors import CheckpointError, ConfigError
 from nmt.files import atomic_write
+
+Lines = list[str] | Path  # lines, or a text file to stream them from
+
+
+def _quiet(lines: int, size: int) -> None:
+    pass
+
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
@@ -47,9 +56,9 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 
-    def encode(self, lines: list[str]) -> list[list[int]]:
-        """Subword ids of each line (no BOS/EOS)."""
-        return self.sp.encode(lines)
+    def encode(self, lines: list[str], threads: int = 1) -> list[list[int]]:
+        """Subword ids of each line (no BOS/EOS); `threads` encode in parallel, with the same result."""
+        return self.sp.encode(lines, num_threads=threads)
 
     def decode(self, ids: list[int]) -> str:
         """Detokenized text of subword ids."""
@@ -60,11 +69,63 @@ class Tokenizer:
         return [self.sp.id_to_piece(i) for i in ids]
 
 
-def train_tokenizer(lines: list[str], cfg: TokenizerConfig, seed: int) -> Tokenizer:
-    """Train a SentencePiece model on `lines` (sampled to cfg.max_sentences)."""
-    lines = [line for line in lines if line.strip()]
-    if len(lines) > cfg.max_sentences:
-        lines = random.Random(seed).sample(lines, cfg.max_sentences)
+Progress = Callable[[int, int], None]  # (lines, bytes) read since the last call; (0, 0): all read
+
+
+def _blocks(source: Lines, progress: Progress) -> Iterator[list[str]]:
+    """The lines of a source in blocks, reporting the lines and (for a file) the bytes read."""
+    if not isinstance(source, Path):
+        yield source
+        return
+    reader = LineReader(source)
+    position = 0
+    for block in reader:
+        progress(len(block), reader.position - position)
+        position = reader.position
+        yield block
+
+
+def training_sample(sources: list[Lines], max_sentences: int, seed: int, progress: Progress = _quiet) -> list[str]:
+    """The non-empty lines of `sources` (in order, as if concatenated), or when there are more
+    than `max_sentences`, the sample `random.Random(seed).sample(lines, max_sentences)` draws
+    from them. Files are streamed, at most `max_sentences` lines are kept: when there are more,
+    a first pass counts them and a second one picks the sampled lines."""
+    kept: list[str] | None = []
+    count = 0
+    for source in sources:
+        for block in _blocks(source, progress):
+            nonempty = [line for line in block if line.strip()]
+            count += len(nonempty)
+            if kept is not None:
+                kept += nonempty
+                if len(kept) > max_sentences:
+                    kept = None  # too many: sample them in a second pass
+    if kept is not None:
+        progress(0, 0)
+        return kept
+    chosen = random.Random(seed).sample(range(count), max_sentences)  # the indices sample() picks
+    slot = {index: n for n, index in enumerate(chosen)}
+    sample: list[str] = [""] * max_sentences
+    index = 0
+    for source in sources:
+        for block in _blocks(source, progress):
+            for line in block:
+                if line.strip():
+                    if index in slot:
+                        sample[slot[index]] = line
+                    index += 1
+    progress(0, 0)
+    return sample
+
+
+def train_tokenizer(lines: Lines, cfg: TokenizerConfig, seed: int) -> Tokenizer:
+    """Train a SentencePiece model on `lines` (a list, or a file streamed), sampled to
+    cfg.max_sentences (see training_sample)."""
+    return train_on_sample(training_sample([lines], cfg.max_sentences, seed), cfg)
+
+
+def train_on_sample(lines: list[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Train a SentencePiece model on exactly these lines."""
     proto = io.BytesIO()
     try:
         _train_spm(lines, proto, cfg)
@@ -95,18 +156,20 @@ def _train_spm(lines: list[str], proto: io.BytesIO, cfg: TokenizerConfig) -> Non
 
 
 def build_tokenizers(
-    cfg: TokenizerConfig, src_lines: list[str], tgt_lines: list[str], seed: int
+    cfg: TokenizerConfig, src: Lines, tgt: Lines, seed: int, progress: Progress = _quiet
 ) -> tuple[Tokenizer, Tokenizer]:
-    """Source and target tokenizers: loaded from the config's paths, else trained."""
+    """Source and target tokenizers: loaded from the config's paths, else trained on the source
+    and target lines (lists, or files streamed; `progress`: see training_sample)."""
     if cfg.joint:
         if cfg.model:
             tok = Tokenizer.from_file(cfg.model)
         else:
-            tok = train_tokenizer(src_lines + tgt_lines, cfg, seed)
+            tok = train_on_sample(training_sample([src, tgt], cfg.max_sentences, seed, progress), cfg)
         return tok, tok
     if cfg.src_model:
         return Tokenizer.from_file(cfg.src_model), Tokenizer.from_file(cfg.tgt_model)
-    return train_tokenizer(src_lines, cfg, seed), train_tokenizer(tgt_lines, cfg, seed)
+    sides = (training_sample([side], cfg.max_sentences, seed, progress) for side in (src, tgt))
+    return train_on_sample(next(sides), cfg), train_on_sample(next(sides), cfg)
 
 
 def save_tokenizers(src: Tokenizer, tgt: Tokenizer, run_dir: Path) -> None:

@@ -17,19 +17,20 @@ class _Beams:
 
     active: the original index of each active sentence; scores: (n, K) summed log-probs of the
     rows' hypotheses; history: (n*K, t) their tokens so far, on the host; prev: (n*K,) their
-    last tokens; limit: (n,) max lengths, on the host; memory and state: the model's, one row
-    per hypothesis (the K rows of a sentence share its memory and stay in its block);
-    attention: one (n*K, S) tensor of weights per step so far, aligned with the rows (or None).
+    last tokens; limit: the n max lengths (Python ints: read by every step, for every sentence);
+    memory and state: the model's, one row per hypothesis (the K rows of a sentence share its
+    memory and stay in its block); attention: the weights of the steps so far, (n*K, t, S),
+    aligned with the rows (None before the first step, or when not asked for).
     """
 
     active: list[int]
     scores: torch.Tensor
     history: torch.Tensor
     prev: torch.Tensor
-    limit: torch.Tensor
+    limit: list[int]
     memory: Any
     state: Any
-    attention: list[torch.Tensor] | None
+    attention: torch.Tensor | None = None
 
     def reorder(
         self,
@@ -46,7 +47,7 @@ class _Beams:
         self.history = torch.cat([self.history[rows_host], tokens.unsqueeze(1)], dim=1)
         self.state = model.select(state, rows)
         if self.attention is not None:
-            self.attention = [a[rows] for a in self.attention]
+            self.attention = self.attention[rows]
 
     def keep(self, model: SearchModel, keep: list[int], K: int) -> None:
         """Only the active sentences at positions `keep` (the others are done)."""
@@ -54,12 +55,12 @@ class _Beams:
         keep_rows_host = (keep_host.unsqueeze(1) * K + torch.arange(K)).view(-1)
         device = self.scores.device
         keep_t, keep_rows = keep_host.to(device), keep_rows_host.to(device)
-        self.active = [self.active[i] for i in keep]
-        self.scores, self.limit = self.scores[keep_t], self.limit[keep_host]
+        self.active, self.limit = [self.active[i] for i in keep], [self.limit[i] for i in keep]
+        self.scores = self.scores[keep_t]
         self.prev, self.history = self.prev[keep_rows], self.history[keep_rows_host]
         self.memory, self.state = model.select(self.memory, keep_rows), model.select(self.state, keep_rows)
         if self.attention is not None:
-            self.attention = [a[keep_rows] for a in self.attention]
+            self.attention = self.attention[keep_rows]
 
 
 def _to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -67,7 +68,10 @@ def _to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
 
     On a GPU every .cpu() or .tolist() waits for the device to finish its queue; beam search's
     bookkeeping needs six small tensors per step, so they travel together: concatenated as
-    float64 (exact for fp32 scores and for indices below 2^53), copied once, split again."""
+    float64 (exact for fp32 scores and for indices below 2^53), copied once, split again. On
+    the CPU they are host tensors already, and are returned as they are (the same values)."""
+    if all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
     host = torch.cat([t.double() for t in tensors], dim=1).cpu()
     return list(host.split([t.size(1) for t in tensors], dim=1))
 
@@ -100,10 +104,9 @@ def beam_search(
         scores,
         torch.full((B * K, 0), BOS, dtype=torch.long),
         torch.full((B * K,), BOS, dtype=torch.long, device=device),
-        max_len.cpu(),
+        max_len.tolist(),
         model.select(memory, rows),
         model.select(state, rows),
-        [] if options.attention else None,
     )
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     t = 0
@@ -112,8 +115,8 @@ def beam_search(
         best_alive = _beam_step(model, beams, finished, t, src_lengths, options)
         keep = [
             i
-            for i, b in enumerate(beams.active)
-            if t <= int(beams.limit[i]) and not _settled(finished[b], best_alive[i], K, int(beams.limit[i]), options)
+            for i, (b, limit) in enumerate(zip(beams.active, beams.limit))
+            if t <= limit and not _settled(finished[b], best_alive[i], K, limit, options)
         ]
         if len(keep) < len(beams.active):
             beams.keep(model, keep, K)
@@ -132,7 +135,9 @@ def _beam_step(
     next beam. Returns each sentence's best unfinished summed log-probability."""
     K, n = options.beam_size, len(beams.active)
     log_probs, state, weights = model.step(beams.prev, beams.memory, beams.state)
-    log_probs = only_eos(forbid_specials(log_probs, options.no_unk), (beams.limit < t).repeat_interleave(K))
+    log_probs = forbid_specials(log_probs, options.no_unk)
+    if any(limit < t for limit in beams.limit):  # past its maximum length a sentence may only end
+        log_probs = only_eos(log_probs, torch.tensor([limit < t for limit in beams.limit]).repeat_interleave(K))
     V = log_probs.size(-1)
     candidates = (beams.scores.unsqueeze(2) + log_probs.view(n, K, V)).view(n, K * V)
     top_scores, top_ids = candidates.topk(min(2 * K, K * V), dim=1)  # (n, 2K)
@@ -145,8 +150,9 @@ def _beam_step(
     h_scores, h_rows, h_tokens, h_best_alive, h_chosen, h_prev = _to_host(
         top_scores, flat_beam, top_token, alive_scores[:, :1], chosen_rows.view(n, K), beams.prev.view(n, K)
     )
-    if beams.attention is not None:
-        beams.attention.append(weights)  # aligned with the current rows
+    if options.attention:  # aligned with the current rows
+        step = weights.unsqueeze(1)
+        beams.attention = step if beams.attention is None else torch.cat([beams.attention, step], dim=1)
     _collect_finished(beams, finished, h_scores[:, :K], h_rows[:, :K], h_tokens[:, :K], t, src_lengths, options)
     beams.reorder(model, state, chosen_rows, h_chosen.long().view(-1), h_prev.long().view(-1), alive_scores)
     return h_best_alive.view(-1).tolist()
@@ -168,7 +174,7 @@ def _collect_finished(
         row, lp = int(rows[i, r]), float(scores[i, r])
         att = None
         if beams.attention is not None:
-            att = torch.stack([a[row] for a in beams.attention])[:, : int(src_lengths[beams.active[i]])]
+            att = beams.attention[row, :, : int(src_lengths[beams.active[i]])].clone()
         finished[beams.active[i]].append(Hypothesis(beams.history[row].tolist(), lp, options.score(lp, t), att))
 
 

@@ -105,8 +105,11 @@ def sequence_log_probs(
     """log P(y | x) of given outputs (EOS included), as search scores them: (B,).
 
     Forced decoding with the model's teacher-forced logits: tgt_in (B, T) starts with BOS,
-    tgt_out (B, T) ends with EOS, PAD after it.
+    tgt_out (B, T) ends with EOS, PAD after it. A model with its own `sequence_log_probs` (an
+    ensemble, nmt.ensemble) computes them itself.
     """
+    if hasattr(model, "sequence_log_probs"):
+        return model.sequence_log_probs(src, src_lengths, tgt_in, tgt_out)
     log_probs = torch.log_softmax(model(src, src_lengths, tgt_in).float(), dim=-1)
     picked = log_probs.gather(2, tgt_out.unsqueeze(2)).squeeze(2)  # (B, T)
     return picked.masked_fill(tgt_out == PAD, 0.0).sum(dim=1)

@@ -1,0 +1,113 @@
+"""`nmt serve`: a translation server with micro-batching across requests and a page that shows
+the attention. uvicorn runs the ASGI app (nmt.serve.app, starlette); one decoding worker takes
+the sentences of all requests from one queue (nmt.serve.batcher).
+
+uvicorn, starlette and prometheus_client are an optional extra, `pip install 'nmt[serve]'`:
+translation and training do not need them. Importing this package needs none of them;
+`serve` says what to install when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from nmt.errors import MissingDependency, NmtError
+
+if TYPE_CHECKING:
+    from nmt.translate import Translator
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's limits: the options of `nmt serve`, same names, and their defaults."""
+
+    max_batch: int = 64  # sentences per decoded batch
+    max_wait_ms: float = 50.0  # longest the worker waits after a batch for its clients' next sentences
+    max_sentences: int = 256  # per request (more: 413)
+    max_bytes: int = 1_000_000  # request body (more: 413)
+    max_queue: int = 2048  # sentences waiting for a batch (more: 503 with Retry-After)
+    max_beam: int = 32  # the largest beam a request may ask for
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Limits:
+        """The limits given as options of `nmt serve` (same names)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+INSTALL = "pip install 'nmt[serve]' (or pip install uvicorn starlette prometheus-client)"
+
+
+def require() -> None:
+    """MissingDependency, with the install command, unless the server's packages import."""
+    for module in ("uvicorn", "starlette", "prometheus_client"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependency(f"nmt serve needs {module}: {INSTALL}") from None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port), or a one-line NmtError.
+
+    Made with proto IPPROTO_TCP, so that asyncio sets TCP_NODELAY on every connection: a
+    response goes out in two writes (head, body), and with Nagle's algorithm the second waits
+    for the client's delayed ACK, 40 ms on Linux, on every request of a kept-alive connection
+    but the first (socket.create_server makes proto 0, which asyncio leaves alone)."""
+    family = _family(host)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as e:
+        raise NmtError(f"--host {host}: cannot make a socket ({e.strerror or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        return sock
+    except (OSError, OverflowError) as e:
+        sock.close()
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise NmtError(f"--host {host} --port {port}: cannot listen there ({reason})") from None
+
+
+def _family(host: str) -> socket.AddressFamily:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
+    except (OSError, UnicodeError) as e:
+        raise NmtError(f"--host {host}: not an address of this machine ({e})") from None
+
+
+def serve(translator: Translator, sock: socket.socket, limits: Limits, models: list[str] | None = None) -> str | None:
+    """Serve on `sock` until SIGTERM or SIGINT: then stop accepting connections, finish the
+    requests in flight (their sentences still get decoded), and return the signal's name.
+    models: what `translator` was loaded from (None: the latest run; several: their ensemble)."""
+    import uvicorn
+
+    from nmt.checkpoint import latest_run, resolve_checkpoint
+    from nmt.serve.app import create_app
+
+    paths = [str(resolve_checkpoint(m)) for m in (models or [latest_run()])]
+    name = translator.cfg.name if len(paths) == 1 else f"ensemble of {len(paths)} ({translator.cfg.name} first)"
+    host, port = sock.getsockname()[:2]
+    app = create_app(translator, name, paths, limits)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"nmt: serving {name} on http://{shown}:{port}/ (Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
+    received: list[str] = []
+
+    def note(sig: int, frame) -> None:  # uvicorn raises the signal again once it has stopped
+        received.append(signal.Signals(sig).name)
+
+    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    return received[0] if received else None

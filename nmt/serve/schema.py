@@ -1,0 +1,128 @@
+"""The JSON of POST /translate: the request checked field by field, and the response.
+
+Request: {"src": ["...", ...], "beam": 5, "alpha": 1.0, "n_best": 1, "attention": false};
+all but `src` optional (default: the run's decoding section). Response, one entry per input
+line, in order (a blank line gives an empty entry):
+
+    {"translations": [{"text", "score", "log_prob", "src_pieces", "tgt_pieces",
+                       "attention" (T x S, only when asked), "n_best": [{"text", "score",
+                       "log_prob", "tgt_pieces", "attention"}, ...]}],
+     "model": NAME, "elapsed_ms": MS, "notes": ["..."]}
+
+Problems are a `RequestError` with an HTTP status and a one-line reason: 400 for a body that is
+not JSON (or not UTF-8), 422 for JSON of the wrong shape, types or values, 413 for too many
+sentences (the body size is checked while it is read, in nmt.serve.app).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from nmt.config import DecodingConfig
+from nmt.errors import ConfigError
+from nmt.translate import Translation, Translator
+
+FIELDS = ("src", "beam", "alpha", "n_best", "attention")
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP `status` and a one-line reason."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(" ".join(reason.split()))
+        self.status, self.headers = status, headers or {}
+
+
+@dataclass(frozen=True)
+class TranslateRequest:
+    src: list[str]
+    decoding: DecodingConfig  # beam_size, alpha and n_best of this request, checked
+    attention: bool
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, or a 400 RequestError (not UTF-8, not JSON, NaN or Infinity)."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"invalid JSON: the body is not UTF-8 ({e.reason} at byte {e.start})") from None
+    except ValueError as e:  # json.JSONDecodeError and NaN/Infinity
+        raise RequestError(400, f"invalid JSON: {e}") from None
+
+
+def _typed(data: dict, key: str, kinds: tuple[type, ...], what: str) -> Any:
+    """data[key] if it is of one of `kinds` (never a bool for a number), else a 422."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise RequestError(422, f"{key}: expected {what}, got {json.dumps(value)[:40]}")
+    return value
+
+
+def parse_request(data: Any, translator: Translator, max_sentences: int, max_beam: int) -> TranslateRequest:
+    """A checked TranslateRequest from parsed JSON, or a RequestError (422; 413 for too many lines)."""
+    if not isinstance(data, dict):
+        raise RequestError(422, f"expected a JSON object with the field 'src', got {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise RequestError(422, f"unknown field {unknown[0]!r} (expected some of: {', '.join(FIELDS)})")
+    src = data.get("src")
+    if not isinstance(src, list) or not all(isinstance(s, str) for s in src):
+        raise RequestError(422, "src: expected a list of strings (one sentence each)")
+    if len(src) > max_sentences:
+        raise RequestError(413, f"src: {len(src)} sentences, more than this server takes ({max_sentences})")
+    beam = _typed(data, "beam", (int,), "an integer >= 1")
+    alpha = _typed(data, "alpha", (int, float), "a number >= 0")
+    n_best = _typed(data, "n_best", (int,), "an integer >= 1")
+    attention = _typed(data, "attention", (bool,), "true or false")
+    if beam is not None and beam > max_beam:
+        raise RequestError(422, f"beam: at most {max_beam} on this server (nmt serve --max-beam), got {beam}")
+    if alpha is not None and not math.isfinite(alpha):
+        raise RequestError(422, f"alpha: expected a finite number, got {alpha}")
+    try:
+        decoding = translator.decoding(beam, alpha, n_best)
+    except ConfigError as e:  # "decoding.beam_size: expected ..." in the request's words
+        message = str(e).removeprefix("decoding.")
+        for key, name in (("beam_size", "beam"), ("alpha", "alpha"), ("n_best", "n_best")):
+            message = message.replace(key, name, 1) if message.startswith(key) else message
+        raise RequestError(422, message) from None
+    return TranslateRequest(src, decoding, bool(attention))
+
+
+def _weights(t: Translation) -> list[list[float]]:
+    return [] if t.attention is None else [[round(w, 4) for w in row] for row in t.attention.tolist()]
+
+
+def _hypothesis(t: Translation, attention: bool) -> dict:
+    out: dict[str, Any] = {"text": t.text, "score": t.score, "log_prob": t.log_prob, "tgt_pieces": t.tgt_pieces}
+    if attention:
+        out["attention"] = _weights(t)
+    return out
+
+
+def translation_json(nbest: list[Translation], attention: bool) -> dict:
+    """One input line's entry: its best translation, with the n-best list."""
+    best = nbest[0]
+    entry = {**_hypothesis(best, attention), "src_pieces": best.src_pieces}
+    entry["n_best"] = [_hypothesis(t, attention) for t in nbest]
+    return entry
+
+
+def too_long_notes(translator: Translator, results: list[list[Translation]]) -> list[str]:
+    """A note per line longer than any training source (translated whole all the same),
+    counted from the results' source pieces (without EOS): no second encoding."""
+    limit = translator.cfg.data.max_src_length
+    return [
+        f"src[{i}]: {len(nbest[0].src_pieces) - 1} subwords, more than the {limit} of the longest training source "
+        "(data.max_src_length): translated whole, expect a poorer translation"
+        for i, nbest in enumerate(results)
+        if len(nbest[0].src_pieces) - 1 > limit
+    ]

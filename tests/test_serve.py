@@ -1,0 +1,418 @@
+"""`nmt serve` against real server processes on random loopback ports: the JSON API, its
+errors and limits, batching across requests, clients that go away, SIGTERM, and the page in
+headless Chromium. The dates model is the session's tiny trained run (conftest `trained`)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, check_one_line_error
+
+from nmt.translate import Translator
+
+pytest.importorskip("uvicorn", reason="nmt serve needs the serve extra: pip install -e '.[serve]'")
+pytest.importorskip("starlette", reason="nmt serve needs the serve extra: pip install -e '.[serve]'")
+
+DATES = ["3 May 1979", "", "Tuesday, March 12 1991", "28 FEB 2058", "12/05/1943"]
+#: 150 subwords, beyond data.max_src_length (100); beam search goes on to its maximum length of
+#: 1.5 x 150 + 10 = 235 steps: a few tenths of a second, long enough to see the queue
+LONG = " ".join(["12 March 1991,"] * 15)
+
+
+class Server:
+    """`nmt serve -m RUN --port 0 OPTIONS` in a subprocess; its address read from its first line."""
+
+    def __init__(self, run: Path, *options: str):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nmt", "serve", "-m", str(run), "--port", "0", *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        line = self._first_line(timeout=120)
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if not found:
+            self.stop()
+            pytest.fail(f"nmt serve did not start: {line!r}")
+        self.port = int(found.group(1))
+
+    def _first_line(self, timeout: float) -> str:
+        ready, _, _ = select.select([self.process.stderr], [], [], timeout)
+        return self.process.stderr.readline() if ready else ""
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        """(status, headers, body) of one request on a connection of its own."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def translate(self, payload, **headers) -> tuple[int, dict]:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        status, _, body = self.request("POST", "/translate", data, {"Content-Type": "application/json", **headers})
+        return status, json.loads(body)
+
+    def metric(self, name: str) -> float:
+        """The value of one sample of /metrics, e.g. 'nmt_queue_sentences'."""
+        _, _, body = self.request("GET", "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        raise AssertionError(f"{name} not in /metrics")
+
+    def wait_for(self, name: str, value: float, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.metric(name) != value:
+            assert time.monotonic() < deadline, f"{name} never reached {value}"
+            time.sleep(0.02)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM, then (exit status, the rest of stderr)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+        return self.process.returncode, err
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    s = Server(trained[0], "--max-sentences", "8", "--max-bytes", "4000", "--max-beam", "6")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def translator(trained):
+    return Translator.load(trained[0])
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(trained):
+    """A server that decodes one sentence per batch and queues at most 3: easy to fill."""
+    s = Server(trained[0], "--max-batch", "1", "--max-sentences", "3", "--max-queue", "3", "--max-wait-ms", "0")
+    yield s
+    s.stop()
+
+
+def in_thread(call, *args) -> tuple[threading.Thread, list]:
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(call(*args)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_translate_gives_one_entry_per_line_in_order_as_the_python_api_does(server, translator):
+    status, data = server.translate({"src": DATES, "beam": 3, "n_best": 2, "attention": True})
+    assert status == 200, data
+    expected = translator.search(DATES, beam=3, n_best=2, attention=True)
+    assert [t["text"] for t in data["translations"]] == [nbest[0].text for nbest in expected]
+    assert data["translations"][2]["text"] == "1991-03-12"
+    assert data["model"] == "dates" and data["elapsed_ms"] > 0 and data["notes"] == []
+    for entry, nbest in zip(data["translations"], expected):
+        assert [h["text"] for h in entry["n_best"]] == [t.text for t in nbest]
+        assert entry["score"] == pytest.approx(nbest[0].score, abs=1e-4)
+        assert entry["log_prob"] == pytest.approx(nbest[0].log_prob, abs=1e-4)
+        assert entry["src_pieces"] == nbest[0].src_pieces and entry["tgt_pieces"] == nbest[0].tgt_pieces
+        rows = entry["attention"]
+        assert len(rows) == len(entry["tgt_pieces"]) and all(len(r) == len(entry["src_pieces"]) for r in rows)
+        assert all(abs(sum(r) - 1) < 1e-2 for r in rows)
+        assert [h["score"] for h in entry["n_best"]] == sorted((h["score"] for h in entry["n_best"]), reverse=True)
+    blank = data["translations"][1]
+    assert blank["text"] == "" and blank["src_pieces"] == [] and blank["attention"] == []
+
+
+def test_defaults_come_from_the_run_and_attention_only_when_asked(server, translator):
+    status, data = server.translate({"src": ["3 May 1979"]})
+    assert status == 200
+    entry = data["translations"][0]
+    assert "attention" not in entry and len(entry["n_best"]) == translator.cfg.decoding.n_best
+    assert entry["text"] == translator.translate(["3 May 1979"])[0] == "1979-05-03"
+
+
+def test_a_line_beyond_the_length_cap_is_translated_whole_with_a_note(server, translator):
+    status, data = server.translate({"src": ["3 May 1979", LONG], "beam": 1})
+    assert status == 200
+    assert [t["text"] for t in data["translations"]] == translator.translate(["3 May 1979", LONG], beam=1)
+    assert len(data["translations"][1]["src_pieces"]) > 101
+    (note,) = data["notes"]
+    assert note.startswith("src[1]: ") and "translated whole" in note
+
+
+def test_health_info_metrics_and_the_page(server, translator, trained):
+    status, _, body = server.request("GET", "/health")
+    assert status == 200 and json.loads(body) == {"status": "ok", "model": "dates"}
+    status, _, body = server.request("GET", "/info")
+    info = json.loads(body)
+    assert info["decoding"]["beam_size"] == translator.cfg.decoding.beam_size
+    assert info["config"]["languages"] == ["src", "tgt"] and info["config"]["model"]["enc_hidden_size"] == 64
+    assert info["limits"]["max_beam"] == 6 and info["version"]
+    assert info["paths"] == [str(trained[0] / "checkpoints" / "best.pt")]
+    before = server.metric("nmt_sentences_total")
+    assert server.translate({"src": ["1 May 2000", "", "2 May 2000"]})[0] == 200
+    assert server.metric("nmt_sentences_total") == before + 3
+    _, headers, body = server.request("GET", "/metrics")
+    text = body.decode()
+    assert headers["content-type"].startswith("text/plain")
+    assert re.search(r'^nmt_requests_total\{code="200",path="/translate"\} [1-9]', text, re.M)
+    for name in ("nmt_batch_sentences_bucket", "nmt_request_seconds_bucket", "nmt_queue_sentences "):
+        assert name in text
+    status, headers, body = server.request("GET", "/")
+    assert status == 200 and b'<textarea id="src"' in body
+    assert headers["content-security-policy"].startswith("default-src 'self'")
+    for asset in ("/static/app.js", "/static/style.css"):
+        status, _, body = server.request("GET", asset)
+        assert status == 200 and not re.search(rb"https?://(?!www\.w3\.org/2000/svg)", body)  # nothing external
+
+
+@pytest.mark.parametrize(
+    "body,status,reason",
+    [
+        (b'{"src": ["a"', 400, "invalid JSON: "),
+        (b'{"src": ["a"], "alpha": NaN}', 400, "invalid JSON: NaN is not a JSON number"),
+        (b'{"src": ["\xff"]}', 400, "invalid JSON: the body is not UTF-8"),
+        (b'["3 May 1979"]', 422, "expected a JSON object with the field 'src', got list"),
+        (b'{"beam": 2}', 422, "src: expected a list of strings"),
+        (b'{"src": "3 May 1979"}', 422, "src: expected a list of strings"),
+        (b'{"src": ["a", 3]}', 422, "src: expected a list of strings"),
+        (b'{"src": ["a"], "beams": 2}', 422, "unknown field 'beams' (expected some of: src, beam, alpha"),
+        (b'{"src": ["a"], "beam": "5"}', 422, 'beam: expected an integer >= 1, got "5"'),
+        (b'{"src": ["a"], "beam": true}', 422, "beam: expected an integer >= 1, got true"),
+        (b'{"src": ["a"], "beam": 2.0}', 422, "beam: expected an integer >= 1, got 2.0"),
+        (b'{"src": ["a"], "beam": 0}', 422, "beam: expected an integer from 1 to"),
+        (b'{"src": ["a"], "beam": 7}', 422, "beam: at most 6 on this server (nmt serve --max-beam), got 7"),
+        (b'{"src": ["a"], "alpha": -1}', 422, "alpha: expected a number >= 0"),
+        (b'{"src": ["a"], "alpha": 1e999}', 422, "alpha: expected a finite number"),
+        (b'{"src": ["a"], "beam": 2, "n_best": 3}', 422, "n_best: expected at most the beam size (2), got 3"),
+        (b'{"src": ["a"], "attention": 1}', 422, "attention: expected true or false, got 1"),
+        (json.dumps({"src": ["a"] * 9}).encode(), 413, "src: 9 sentences, more than this server takes (8)"),
+        (
+            json.dumps({"src": ["a" * 5000]}).encode(),
+            413,
+            "the body has 5013 bytes, more than this server takes (4000)",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else str(value) if isinstance(value, int) else "",
+)
+def test_bad_requests_are_refused_with_a_one_line_reason(server, body, status, reason):
+    got, data = server.translate(body)
+    assert got == status and list(data) == ["error"] and "\n" not in data["error"], data
+    assert data["error"].startswith(reason), data["error"]
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    chunks = (b'{"src": ["' if i == 0 else b"x" * 1000 for i in range(10))
+    conn.request("POST", "/translate", body=chunks, encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"] == "the body has more than the 4000 bytes this server takes"
+    conn.close()
+    assert server.request("GET", "/health")[0] == 200
+
+
+def test_concurrent_requests_share_batches_and_different_beams_are_searched_apart(server, translator):
+    lines = [f"{day} March {1950 + day}" for day in range(1, 25)]
+    beams = [1 + i % 3 for i in range(len(lines))]
+    batches_before, sentences_before = server.metric("nmt_batch_sentences_count"), server.metric("nmt_sentences_total")
+    calls = [in_thread(server.translate, {"src": [line], "beam": b, "n_best": b}) for line, b in zip(lines, beams)]
+    for thread, _ in calls:
+        thread.join(120)
+    for (_, out), line, beam in zip(calls, lines, beams):
+        status, data = out[0]
+        assert status == 200
+        expected = translator.search([line], beam=beam, n_best=beam)[0]
+        assert [h["text"] for h in data["translations"][0]["n_best"]] == [t.text for t in expected]
+    batches = server.metric("nmt_batch_sentences_count") - batches_before
+    assert server.metric("nmt_sentences_total") - sentences_before == len(lines)
+    assert 3 <= batches < len(lines)  # three beams: at least three searches; fewer than one per request
+
+
+def test_a_full_queue_is_503_with_retry_after(one_at_a_time, translator):
+    slow, _ = in_thread(one_at_a_time.translate, {"src": [LONG] * 3, "beam": 6})
+    one_at_a_time.wait_for("nmt_queue_sentences", 2)  # one in the worker, two waiting
+    status, headers, body = one_at_a_time.request(
+        "POST", "/translate", json.dumps({"src": ["1 May 2000"] * 2}).encode()
+    )
+    assert status == 503 and int(headers["retry-after"]) >= 1
+    assert json.loads(body)["error"].startswith("the translation queue is full; retry after")
+    slow.join(120)
+    assert one_at_a_time.translate({"src": ["1 May 2000"]})[1]["translations"][0]["text"] == "2000-05-01"
+
+
+def test_a_client_that_goes_away_leaves_the_queue_and_stalls_nobody(one_at_a_time):
+    decoded_before = one_at_a_time.metric("nmt_batch_sentences_sum")
+    conn = socket.create_connection(("127.0.0.1", one_at_a_time.port))
+    body = json.dumps({"src": [LONG] * 3, "beam": 6}).encode()
+    conn.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    one_at_a_time.wait_for("nmt_queue_sentences", 2)
+    conn.close()  # gone: its two waiting sentences leave the queue
+    one_at_a_time.wait_for("nmt_queue_sentences", 0, timeout=5)
+    status, data = one_at_a_time.translate({"src": ["28 FEB 2058"]})
+    assert status == 200 and data["translations"][0]["text"] == "2058-02-28"
+    # the one sentence that was in the worker, and the new one: the other two were never decoded
+    assert one_at_a_time.metric("nmt_batch_sentences_sum") - decoded_before == 2
+
+
+def test_sigterm_finishes_the_requests_in_flight_then_exits(trained):
+    s = Server(trained[0], "--max-batch", "1")
+    inflight, out = in_thread(s.translate, {"src": [LONG, LONG, "3 May 1979"], "beam": 4})
+    s.wait_for("nmt_queue_sentences", 2)  # one long line in the worker, two lines waiting
+    code, err = s.stop()
+    inflight.join(60)
+    status, data = out[0]
+    assert status == 200 and data["translations"][2]["text"] == "1979-05-03" and len(data["translations"]) == 3
+    assert code == 0, err
+    assert err.strip().splitlines()[-1] == "nmt: server stopped (SIGTERM): finished the requests in flight"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", s.port), timeout=5)
+
+
+def test_the_batcher_keeps_clients_that_take_turns_in_one_batch():
+    """Eight clients, each sending its next sentence when answered. The first batch takes the
+    first sentence alone, the other seven queue behind it; a worker that then started the next
+    batch with whatever waited would split the clients into a group of 1 and a group of 7 for
+    good. Waiting (up to a quarter of a batch's time) for the answered clients to come back joins
+    them: after the start, every batch holds all eight (the last, seven: the first client is done)."""
+    import asyncio
+
+    from nmt.serve.batcher import Batcher, Job, SearchKey
+    from nmt.translate import Translation
+
+    class SlowModel:
+        def search(self, lines, beam, alpha, n_best=1, attention=False):
+            time.sleep(0.2)
+            return [[Translation(line.upper(), 0.0, 0.0, [], [])] for line in lines]
+
+    sizes: list[int] = []
+    batcher = Batcher(SlowModel(), 64, 100.0, 100, on_batch=lambda size, seconds: sizes.append(size))
+
+    async def client(i: int) -> None:
+        for k in range(5):
+            job = Job([f"client {i} line {k}"], SearchKey(5, 1.0), 1, False, asyncio.get_running_loop())
+            batcher.submit(job)
+            assert (await job.future)[0][0].text == f"CLIENT {i} LINE {k}"
+
+    async def clients() -> None:
+        first = asyncio.ensure_future(client(0))
+        await asyncio.sleep(0.05)  # its sentence is being decoded: the other seven queue behind it
+        await asyncio.gather(first, *(client(i) for i in range(1, 8)))
+
+    batcher.start()
+    try:
+        asyncio.run(clients())
+    finally:
+        batcher.stop(timeout=30)
+    assert sum(sizes) == 40 and sizes.count(8) >= 3 and len(sizes) <= 7, sizes  # ideally 1, 8, 8, 8, 8, 7
+
+
+# --- the command's own errors ---------------------------------------------------------------
+
+
+def test_without_the_serve_extra_a_one_line_error_names_it(nmt_cli):
+    code = "import sys; sys.modules['uvicorn'] = None; from nmt.cli import main; sys.exit(main(['serve']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    message = check_one_line_error(result, "missing dependency", 1)
+    assert (
+        message
+        == "nmt serve needs uvicorn: pip install 'nmt[serve]' (or pip install uvicorn starlette prometheus-client)"
+    )
+
+
+def test_a_port_in_use_is_one_line_before_any_model_is_loaded(nmt_cli, one_line_error):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = nmt_cli("serve", "-m", "no/such/run", "--port", port, timeout=120)
+    message = one_line_error(result, "error", 1)
+    assert message.startswith(f"--host 127.0.0.1 --port {port}: cannot listen there (")
+
+
+def test_a_queue_smaller_than_a_request_is_a_usage_error(nmt_cli):
+    result = nmt_cli("serve", "--max-queue", "4", "--max-sentences", "5")
+    assert result.returncode == 2 and "--max-queue (4) must hold one request of --max-sentences (5)" in result.stderr
+
+
+# --- the page in a browser --------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no Chromium: install Debian's chromium package (apt-get install chromium), as .ci/run does")
+    return path
+
+
+def test_the_page_translates_a_date_and_draws_its_attention(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (test extra)")
+    executable = _chromium()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            page.fill("#src", "Tuesday, March 12 1991\n\n3 May 1979")
+            page.click("#translate")
+            page.wait_for_selector("#heatmap svg rect.cell", timeout=60_000)
+            assert page.locator("#results .tgt").all_inner_texts() == ["1991-03-12", "", "1979-05-03"]
+            page.locator("#results li").nth(2).click()
+            assert page.locator("#detail-text").inner_text() == "3 May 1979 → 1979-05-03"
+            _, data = server.translate({"src": ["3 May 1979"], "attention": True})
+            entry = data["translations"][0]
+            cells = page.locator("#heatmap svg rect.cell")
+            assert cells.count() == len(entry["src_pieces"]) * len(entry["tgt_pieces"])
+            fills = set(cells.evaluate_all("cells => cells.map(c => c.getAttribute('fill'))"))
+            assert len(fills) > 3  # the weights differ, and so do the colours
+            assert page.locator("#nbest-list li").count() >= 1
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_every_connection_gets_tcp_nodelay():
+    """Else a kept-alive connection's every response but the first waits 40 ms for a delayed ACK
+    (Nagle's algorithm holds the body back until the head is acknowledged)."""
+    import asyncio
+
+    from nmt.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+
+    async def accept_one() -> int:
+        accepted = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader, writer) -> None:
+            option = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            accepted.set_result(option)
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=sock)
+        _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        option = await asyncio.wait_for(accepted, 10)
+        writer.close()
+        server.close()
+        return option
+
+    assert asyncio.run(accept_one()) != 0
