@@ -109,6 +109,7 @@ def write_config(tmp_path: Path, run: str, **training) -> Path:
     return path
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_two_processes_write_one_run_and_resume_exactly(tmp_path):
     """torchrun with 2 processes: one set of checkpoints, logs and metrics (rank 0's); stopping
     after 6 steps and resuming to 10 gives bitwise the weights of 10 steps straight (every

@@ -87,6 +87,7 @@ def result_of(proc: subprocess.Popen, stderr: Path) -> subprocess.CompletedProce
 # --- kill -9 in a restart loop ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_a_restart_loop_killed_at_random_moments_ends_in_a_finished_run(tmp_path):
     """The same `nmt train CFG --resume`, from an empty directory, killed (SIGKILL) at random
     moments 20 times and more: during start-up, sentencepiece, training, checkpoint writes,
@@ -187,6 +188,7 @@ def fill(folder: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 @pytest.mark.parametrize("moment", ["validation", "SIGTERM"])
 @pytest.mark.parametrize("limit", ["full tmpfs", "file size limit"])
 def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_last_one(tmp_path, tmpfs, limit, moment):

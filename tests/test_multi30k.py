@@ -54,6 +54,7 @@ def test_get_multi30k_copies_every_split_and_language(corpus):
                 assert sum(1 for _ in f) == n, (split, lang)
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_reference_config_trains_and_translates_real_data(corpus, tmp_path, nmt_cli):
     run = tmp_path / "run"
     result = nmt_cli(
@@ -89,6 +90,7 @@ def test_reference_config_trains_and_translates_real_data(corpus, tmp_path, nmt_
     assert len(got) == len(lines) and got[1] == "" and all(got[i] for i in (0, 2, 4))
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_benchmark_reports_every_key_on_real_data(corpus, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(

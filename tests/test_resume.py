@@ -160,6 +160,7 @@ def kill_and_resume(tmp_path: Path, run: str, moment, nmt_cli) -> bool:
     return cut_short
 
 
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_sigkill_at_any_moment_leaves_a_checkpoint_that_loads_and_resumes(tmp_path, nmt_cli):
     # during a checkpoint write (the kill may land just after the rename: try again)
     assert any(kill_and_resume(tmp_path, f"writing{i}", "while writing", nmt_cli) for i in range(5))
