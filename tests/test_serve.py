@@ -416,3 +416,23 @@ def test_every_connection_gets_tcp_nodelay():
         return option
 
     assert asyncio.run(accept_one()) != 0
+
+
+def test_an_ensemble_is_served_as_the_python_api_computes_it(trained):
+    """`nmt serve -m RUN -m CHECKPOINT`: /info lists both members, /translate gives what
+    Translator.load([RUN, CHECKPOINT]) gives (texts, scores, n-best)."""
+    run = trained[0]
+    member = run / "checkpoints" / "last.pt"
+    ensemble = Server(run, "-m", str(member))
+    try:
+        _, _, body = ensemble.request("GET", "/info")
+        assert len(json.loads(body)["paths"]) == 2
+        status, data = ensemble.translate({"src": DATES, "beam": 3, "n_best": 2})
+    finally:
+        ensemble.stop()
+    assert status == 200, data
+    expected = Translator.load([run, member]).search(DATES, beam=3, n_best=2)
+    for entry, nbest in zip(data["translations"], expected):
+        assert [h["text"] for h in entry["n_best"]] == [t.text for t in nbest]
+        assert entry["score"] == pytest.approx(nbest[0].score, abs=1e-4)
+    assert data["translations"][2]["text"] == "1991-03-12"
