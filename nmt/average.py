@@ -10,8 +10,11 @@ wherever a checkpoint is (`translate -m FILE.pt`, evaluate, analyze, tune). It h
 optimizer or progress: it is a model to decode with, not a state to resume training from.
 
 Training keeps only `training.keep_last` newest and `training.keep_best` best step files (1 and
-1 by default): to average N, train with `--set training.keep_last=N` (each step file holds the
-weights and Adam's two moments: about 3x the model's fp32 size on disk).
+1 by default), written at each validation (training.valid_every) and, with
+`training.save_every`, between them: to average the last N, train with `--set
+training.keep_last=N` and a save_every that puts N files in the stretch to average (each step
+file holds the weights and Adam's two moments: about 3x the model's fp32 size on disk, 100 MB
+for the reference model).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def choose_steps(run_dir: str | Path, last: int | None = None, best: int | None 
         raise CheckpointError(
             f"{run_dir / CHECKPOINT_DIR}: {len(files)} step checkpoint(s), fewer than the {n} to average "
             f"(training keeps training.keep_last newest and keep_best best step files: train with "
-            f"--set training.keep_last={n})"
+            f"--set training.keep_last={n}, and training.save_every for files between validations)"
         )
     if last:
         return [files[s] for s in sorted(files)[-last:]]

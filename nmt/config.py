@@ -15,15 +15,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
 from nmt.errors import ConfigError
 from nmt.untrusted import load_yaml, short_repr
-
-if TYPE_CHECKING:  # torch loads only when a device is resolved (`nmt bleu` never does)
-    import torch
 
 # --- value checks used in field metadata ----------------------------------------------
 
@@ -142,6 +139,7 @@ class TrainingConfig:
     max_minutes: float = _f(0.0, NON_NEGATIVE, "0 means no limit")
     keep_last: int = _f(1, AT_LEAST_ONE, "checkpoints/step-N.pt files kept: the newest ones")
     keep_best: int = _f(1, AT_LEAST_ONE, "... and the best ones by valid_metric (last.pt, best.pt always)")
+    save_every: int = _f(0, NON_NEGATIVE, "steps between step-N.pt saves besides validations (nmt average); 0 off")
     valid_every: int = _f(500, AT_LEAST_ONE, "steps between validations")
     valid_metric: Literal["bleu", "accuracy", "loss"] = _f("bleu", help="for best and patience")
     patience: int = _f(0, NON_NEGATIVE, "stop after this many validations without gain; 0 off")
@@ -386,14 +384,3 @@ def reference_yaml() -> str:
 
     section(Config, "")
     return "\n".join(lines) + "\n"
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device for config key `device`: auto picks CUDA when there is one."""
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no CUDA device (use auto or cpu)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)

@@ -20,7 +20,7 @@ import torch
 
 from nmt import distributed, runtime
 from nmt.checkpoint import checkpoint_path, checkpoint_tokenizers, remember_run
-from nmt.config import Config, config_from_dict, config_to_dict, load_config, resolve_device, save_config
+from nmt.config import Config, config_from_dict, config_to_dict, load_config, save_config
 from nmt.data.binary import BinaryCorpus
 from nmt.data.corpus import split_path
 from nmt.data.prepare import Split, prepare_data
@@ -92,7 +92,7 @@ def train(
     try:
         cfg, state, notes = procs.on_main(_open_run, config, overrides, overwrite, resume, lock)
         run_dir = Path(cfg.run_dir)
-        device = procs.device(resolve_device(cfg.device))
+        device = procs.device(runtime.resolve_device(cfg.device))
         if device.type == "cuda" and procs.distributed:
             torch.cuda.set_device(device)  # this rank's GPU: where NCCL and DDP work
         log = Log(run_dir if procs.is_main else None)
@@ -143,7 +143,7 @@ def _open_run(
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: choose one")
     cfg = _read_config(config, overrides)
-    runtime.check_precision(resolve_device(cfg.device), cfg.training.precision, "training.precision")
+    runtime.check_precision(runtime.resolve_device(cfg.device), cfg.training.precision, "training.precision")
     _check_data_files(cfg)
     run_dir = _make_run_dir(Path(cfg.run_dir))
     lock.acquire(run_dir)

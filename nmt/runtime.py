@@ -77,3 +77,12 @@ def check_precision(device: torch.device, precision: str, key: str) -> None:
         raise ConfigError(f"{key}: int8 is for the CPU (PyTorch's quantized kernels): --device cpu, or bf16 on a GPU")
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError(f"{key}: fp16 is for GPUs; on the CPU use bf16 (or fp32)")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for config key `device`: auto picks CUDA when there is one."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but torch sees no CUDA device (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)

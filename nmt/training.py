@@ -326,6 +326,8 @@ class Trainer:
             if self._validation_due() and not self._stop_pending():  # a signal: save at once
                 self.validate()
                 p.last_valid = p.step
+            elif self.t.save_every and p.step % self.t.save_every == 0 and not self._stop_pending():
+                self.save()  # a step file between validations, for nmt average
             # one message per step: the loss of all ranks, and whether any rank must stop
             loss, interrupted, time_up = self.procs.all_sum(loss, self.interrupted is not None, self.time_up())
             self._report(loss, n_tokens)

@@ -18,12 +18,12 @@ from nmt.checkpoint import (
     resolve_checkpoint,
     run_dir_of,
 )
-from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict, replace_checked, resolve_device
+from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict, replace_checked
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import Seq2Seq, build_model
-from nmt.runtime import autocast, check_precision
+from nmt.runtime import autocast, check_precision, resolve_device
 from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
 
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model

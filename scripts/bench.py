@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flops import train_step_flops  # noqa: E402 (scripts/flops.py, beside this file)
 
 from nmt import runtime  # noqa: E402
-from nmt.config import load_config, resolve_device  # noqa: E402
+from nmt.config import load_config  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.data.prepare import prepare_data  # noqa: E402
 from nmt.log import Log  # noqa: E402
@@ -180,7 +180,7 @@ def main() -> None:
     args = p.parse_args()
 
     cfg = load_config(args.config, args.set)
-    device = resolve_device(args.device)
+    device = runtime.resolve_device(args.device)
     runtime.configure(cfg.training.num_threads)
     if args.decode_only and not args.model:
         raise SystemExit("bench.py: --decode-only: give --model RUN_DIR (the model to decode with)")

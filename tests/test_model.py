@@ -150,6 +150,31 @@ def test_step_log_probs_are_normalised(rnn_type, attention):
             prev = torch.full((len(SRC),), tok)
 
 
+@pytest.mark.parametrize("tie", [False, True])
+def test_search_step_output_copy_follows_the_weights(tie):
+    """Search (inference mode) multiplies by its own contiguous copy of W_o^T: it gives the
+    output layer's log-probabilities, and a weight changed in place (an optimizer step, a
+    load_state_dict) is seen at the next step, not the stale copy."""
+    model = tiny_model(5, tie_embeddings=tie, emb_size=8)
+    batch = make_batch(SRC, None, list(range(len(SRC))))
+    prev = torch.full((len(SRC),), BOS)
+
+    def step_log_probs(inference: bool) -> torch.Tensor:
+        with torch.inference_mode() if inference else torch.no_grad():
+            memory, state = model.encode(batch.src, batch.src_lengths)
+            return model.step(prev, memory, state)[0]
+
+    for change in range(3):
+        torch.testing.assert_close(step_log_probs(True), step_log_probs(False), atol=1e-5, rtol=0)
+        with torch.no_grad():
+            model.output.weight.mul_(2.0).add_(0.1 * change)  # in place: same storage, new version
+    assert model._w_o_t[1].shape == (8, V)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        memory, state = model.encode(batch.src, batch.src_lengths)
+        model.step(prev, memory, state)
+    assert model._w_o_t[1].dtype == torch.bfloat16  # made in the product's dtype, not cast every step
+
+
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
 @pytest.mark.parametrize("rnn_type,attention", ALL_ARCHS)

@@ -187,6 +187,25 @@ def test_keeps_the_newest_and_the_best_step_checkpoints(tmp_path):
     assert best["progress"]["step"] == min(losses, key=losses.get)
 
 
+def test_save_every_writes_step_files_between_validations_that_resume_exactly(tmp_path):
+    """training.save_every=3 with validations every 4 steps: step files at 3, 6 and 9 too (for
+    nmt average), the newest keep_last kept; the saves change nothing in the training, and a
+    run resumed from the step-6 file (no validation there) ends where an uninterrupted one does."""
+    plain = last(nmt.train(tiny_config(tmp_path, "plain", max_steps=9, valid_every=4)))
+    cfg = tiny_config(tmp_path, "run", max_steps=9, valid_every=4, save_every=3, keep_last=3)
+    run = nmt.train(cfg)
+    checkpoints = run / "checkpoints"
+    kept = {int(p.stem.removeprefix("step-")) for p in checkpoints.glob("step-*.pt")}
+    assert {6, 8, 9} <= kept and 3 not in kept  # 3: neither among the 3 newest nor scored
+    assert "6" not in load_checkpoint(checkpoints / "step-00000006.pt")["progress"]["scores"]
+    assert_same_training_state(plain, last(run))
+    for name in ("last.pt", "best.pt", "step-00000008.pt", "step-00000009.pt"):
+        (checkpoints / name).unlink(missing_ok=True)
+    resumed = nmt.train(cfg, resume=True)
+    assert f"resumed from {checkpoints / 'last.pt'}: step 6" in (resumed / "train.log").read_text()
+    assert_same_training_state(plain, last(resumed))
+
+
 def test_a_checkpoint_without_resume_state_is_a_clear_error(tmp_path):
     run = nmt.train(tiny_config(tmp_path, "run", max_steps=2))
     state = last(run)
