@@ -181,6 +181,7 @@ def _add_serve(sub) -> None:
         ("--max-bytes", _int_in(1, 2**31), "bytes of a request's body (more: 413)"),
         ("--max-queue", _int_in(1, 10**7), "sentences waiting (more: 503)"),
         ("--max-beam", _int_in(1, 1000), "the largest beam a request may ask for"),
+        ("--workers", _int_in(1, 64), "decoding threads, each decoding its own batch (with --threads each)"),
     )
     for option, kind, text in limits:
         default = getattr(d, option[2:].replace("-", "_"))
@@ -189,7 +190,7 @@ def _add_serve(sub) -> None:
         "--threads",
         type=_int_in(0, 1024),
         default=1,
-        help="torch's CPU threads for the decoding worker (default 1: the other cores serve HTTP; 0: one per core)",
+        help="torch's CPU threads of each decoding worker (default 1: the other cores serve HTTP; 0: one per core)",
     )
     _model_options(s)
 

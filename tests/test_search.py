@@ -421,6 +421,35 @@ TABLE_TWO_ENDINGS = {
 }
 
 
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("V", [8000, 400, 7993, 12, 2])
+@pytest.mark.parametrize("n,K", [(1, 5), (13, 5), (4, 1), (3, 12)])
+def test_best_extensions_are_topk_over_every_candidate(n, K, V, tied):
+    """Ranking block by block (nmt.search.beam.best_extensions) gives the scores topk gives over
+    all K*V extensions, and each returned id is an extension with that score: with forbidden
+    tokens, rows that are not live yet (a first step), ties, and vocabularies whose size has no
+    block size (7,993) or too few blocks (2)."""
+    from nmt.search.beam import best_extensions
+
+    g = torch.Generator().manual_seed(1000 * V + 10 * n + K)
+    log_probs = torch.randn(n * K, V, generator=g).log_softmax(-1)
+    if tied:
+        log_probs = (log_probs * 2).round() / 2  # many equal values
+    log_probs[:, :2] = float("-inf")  # forbidden tokens
+    scores = torch.randn(n, K, generator=g).round()
+    scores[0, 1:] = float("-inf")  # a sentence at its first step: one live row
+    k = min(2 * K, K * V)
+    candidates = (scores.unsqueeze(2) + log_probs.view(n, K, V)).view(n, K * V)
+    expected = candidates.topk(k, dim=1)
+    values, ids = best_extensions(scores, log_probs, k)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(candidates.gather(1, ids), values)
+    assert all(len(set(row)) == k for row in ids.tolist())  # k distinct extensions
+    if not tied:
+        finite = torch.isfinite(values)
+        assert torch.equal(ids[finite], expected.indices[finite])
+
+
 def test_the_beam_goes_on_with_k_unfinished_hypotheses_when_k_extensions_end():
     model, max_len = TableModel(TABLE_TWO_ENDINGS, vocab=8), 3
     src, lengths, limit = torch.full((1, 2), A), torch.tensor([2]), torch.tensor([max_len])

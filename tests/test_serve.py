@@ -96,7 +96,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(trained):
-    s = Server(trained[0], "--max-sentences", "8", "--max-bytes", "4000", "--max-beam", "6")
+    s = Server(trained[0], "--max-sentences", "8", "--max-bytes", "4000", "--max-beam", "6", "--workers", "2")
     yield s
     s.stop()
 
@@ -326,6 +326,41 @@ def test_the_batcher_keeps_clients_that_take_turns_in_one_batch():
     finally:
         batcher.stop(timeout=30)
     assert sum(sizes) == 40 and sizes.count(8) >= 3 and len(sizes) <= 7, sizes  # ideally 1, 8, 8, 8, 8, 7
+
+
+def test_two_workers_decode_two_batches_at_once_and_a_job_split_between_them_completes():
+    """--workers 2: a request of four lines with --max-batch 2 is two batches, decoded at the
+    same time by the two workers (their decoding intervals overlap); the request gets all four
+    results, in order, once both are done."""
+    import asyncio
+
+    from nmt.serve.batcher import Batcher, Job, SearchKey
+    from nmt.translate import Translation
+
+    spans: list[tuple[str, float, float]] = []
+
+    class SlowModel:
+        def search(self, lines, beam, alpha, n_best=1, attention=False):
+            start = time.monotonic()
+            time.sleep(0.3)
+            spans.append((threading.current_thread().name, start, time.monotonic()))
+            return [[Translation(line.upper(), 0.0, 0.0, [], [])] for line in lines]
+
+    batcher = Batcher(SlowModel(), 2, 0.0, 100, workers=2)
+
+    async def request() -> list:
+        job = Job(["a", "b", "c", "d"], SearchKey(5, 1.0), 1, False, asyncio.get_running_loop())
+        batcher.submit(job)
+        return await job.future
+
+    batcher.start()
+    try:
+        results = asyncio.run(request())
+    finally:
+        batcher.stop(timeout=30)
+    assert [nbest[0].text for nbest in results] == ["A", "B", "C", "D"]
+    (name_a, start_a, end_a), (name_b, start_b, end_b) = spans
+    assert name_a != name_b and start_b < end_a and start_a < end_b
 
 
 # --- the command's own errors ---------------------------------------------------------------

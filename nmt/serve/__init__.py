@@ -32,6 +32,7 @@ class Limits:
     max_bytes: int = 1_000_000  # request body (more: 413)
     max_queue: int = 2048  # sentences waiting for a batch (more: 503 with Retry-After)
     max_beam: int = 32  # the largest beam a request may ask for
+    workers: int = 1  # decoding threads, each decoding a batch of its own at the same time
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Limits:

@@ -68,7 +68,12 @@ class Server:
         self.translator, self.name, self.paths, self.limits = translator, name, paths, limits
         self.metrics = Metrics(lambda: self.batcher.waiting)
         self.batcher = Batcher(
-            translator, limits.max_batch, limits.max_wait_ms, limits.max_queue, on_batch=self.metrics.batch
+            translator,
+            limits.max_batch,
+            limits.max_wait_ms,
+            limits.max_queue,
+            on_batch=self.metrics.batch,
+            workers=limits.workers,
         )
 
     async def translate(self, request: Request) -> Response:

@@ -1,7 +1,7 @@
-"""Micro-batching across requests: one decoding worker, one queue of sentences.
+"""Micro-batching across requests: decoding workers, one queue of sentences.
 
 Every request becomes a `Job`: its non-blank lines wait in the queue as single sentences, one
-queue per `SearchKey` (requests with another beam size or alpha are searched apart). The
+queue per `SearchKey` (requests with another beam size or alpha are searched apart). A
 worker, a thread of its own (decoding is blocking torch code; the event loop must keep
 answering), takes the oldest waiting sentence's queue and decodes up to `max_batch` sentences
 of it in one call to `Translator.search`. While it decodes, new requests pile up and make the
@@ -9,6 +9,10 @@ next batch, so the batch size follows the load; after a batch it waits, at most 
 for the clients it just answered to send their next sentences (`Batcher._next_batch`). A job
 whose client went away is cancelled: its waiting sentences leave the queue, and results of
 sentences already in a batch are dropped.
+
+With several workers (`--workers`) each decodes a batch of its own at the same time (torch
+releases the GIL inside its kernels): the cores work on separate batches instead of splitting
+each small product of one batch between them (README, "nmt serve", for what it measured).
 """
 
 from __future__ import annotations
@@ -101,7 +105,15 @@ class Batcher:
     `on_batch(size, seconds)` is called after every decoded batch (metrics).
     """
 
-    def __init__(self, translator: Translator, max_batch: int, max_wait_ms: float, max_queue: int, on_batch=None):
+    def __init__(
+        self,
+        translator: Translator,
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int,
+        on_batch=None,
+        workers: int = 1,
+    ):
         self.translator, self.max_batch, self.max_wait, self.max_queue = (
             translator,
             max_batch,
@@ -111,14 +123,16 @@ class Batcher:
         self.on_batch = on_batch or (lambda size, seconds: None)
         self._queues: dict[SearchKey, deque[_Item]] = {}
         self._waiting = 0
-        self._busy = 0  # sentences in the batch being decoded
+        self._busy = 0  # sentences in the batches being decoded
         self._rate = 0.0  # sentences per second of recent batches (for Retry-After)
         self._expect = 0  # sentences to wait for (up to max_wait) before the next batch
         self._free_since = 0.0  # time.monotonic() when the last batch ended
         self._window = 0.0  # how long after it to wait for its clients (at most max_wait)
         self._stopping = False
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="nmt-decoder", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"nmt-decoder-{i}", daemon=True) for i in range(workers)
+        ]
 
     @property
     def waiting(self) -> int:
@@ -127,18 +141,21 @@ class Batcher:
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive() and not self._stopping
+        return all(t.is_alive() for t in self._threads) and not self._stopping
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Decode what is queued, then end the worker."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def submit(self, job: Job) -> None:
         """Queue the job's lines, or raise Overloaded when they do not fit in the queue."""
@@ -196,7 +213,7 @@ class Batcher:
                 if len(queue) >= self.max_batch or self._waiting >= self._expect or left <= 0 or self._stopping:
                     items = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
                     self._waiting -= len(items)
-                    self._busy = len(items)
+                    self._busy += len(items)
                     return key, items
                 self._cond.wait(left)
 
@@ -205,7 +222,7 @@ class Batcher:
             start = time.monotonic()
             self._decode(*batch)
             with self._cond:
-                self._busy = 0
+                self._busy -= len(batch[1])
                 self._expect = min(self.max_batch, self._waiting + len({id(item.job) for item in batch[1]}))
                 self._free_since = time.monotonic()
                 self._window = min(self.max_wait, (self._free_since - start) / 4)
@@ -229,6 +246,7 @@ class Batcher:
         rate = len(items) / max(seconds, 1e-6)
         self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
         self.on_batch(len(items), seconds)  # before the answers: a client that reads /metrics next sees it
-        for item, nbest in zip(items, results):
-            if not item.job.cancelled:
-                item.job.put(item.index, nbest)
+        with self._cond:  # a job's lines may be in two workers' batches: one put at a time
+            for item, nbest in zip(items, results):
+                if not item.job.cancelled:
+                    item.job.put(item.index, nbest)
