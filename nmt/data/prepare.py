@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,14 +168,28 @@ def encode_corpus(
     src, tgt = LineReader(paths[0]), LineReader(paths[1])
     t0 = time.time()
 
+    def encode(a: list[str], b: list[str]) -> tuple[list, list]:
+        return src_tok.encode(a, threads), tgt_tok.encode(b, threads)
+
+    def store(writer: CorpusWriter, encoding, lines: int, size: int, progress) -> None:
+        writer.add(*encoding.result(), limits)
+        progress(lines, size)
+
     def write(f) -> None:
         writer = CorpusWriter(f, cache.parent, (len(src_tok), len(tgt_tok)), limits)
         with stage(log, "encoding", src.size or paths[0].stat().st_size, "pairs") as progress:
-            position = 0
-            for a, b in parallel_blocks(src, tgt):
-                writer.add(src_tok.encode(a, threads), tgt_tok.encode(b, threads), limits)
-                progress(len(a), src.position - position)
-                position = src.position
+            # a pipeline: sentencepiece encodes a block in its threads (without the GIL) while
+            # this thread reads the next block and stores the one before
+            with ThreadPoolExecutor(1, thread_name_prefix="nmt-encode") as pool:
+                pending: list = []  # (the block's encoding, its lines, its bytes)
+                position = 0
+                for a, b in parallel_blocks(src, tgt):
+                    pending.append((pool.submit(encode, a, b), len(a), src.position - position))
+                    position = src.position
+                    if len(pending) == 2:
+                        store(writer, *pending.pop(0), progress)
+                if pending:
+                    store(writer, *pending.pop(0), progress)
         if not writer.pairs:
             raise DataError(f"{d.train}: no training pair is non-empty and within data.max_src_length/max_tgt_length")
         writer.finish({**header, "lines": src.lines, "dropped": src.lines - writer.pairs})

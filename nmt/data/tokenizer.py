@@ -58,9 +58,9 @@ class Tokenizer:
 
     def encode(self, lines: list[str], threads: int = 1) -> list[list[int]]:
         """Subword ids of each line (no BOS/EOS); `threads` encode in parallel, with the same result.
-        With one thread, line by line: sentencepiece's batch call starts a thread even then, which
-        on a busy CPU costs a server's single-sentence request milliseconds."""
-        if threads <= 1:
+        A few lines with one thread go line by line: sentencepiece's batch call starts a thread
+        even then, which on a busy CPU costs a server's single-sentence request milliseconds."""
+        if threads <= 1 and len(lines) <= 16:
             return [self.sp.encode(line) for line in lines]
         return self.sp.encode(lines, num_threads=threads)
 

@@ -63,6 +63,15 @@ class DecoderState:
         return DecoderState(pick(self.h), pick(self.c), self.att[index])
 
 
+def plus_product(x: torch.Tensor, layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """x + W inputs for a bias-free linear layer W: x (B, G), inputs (B, D) -> (B, G). One fused
+    addmm from W's weight, or, when W is no plain nn.Linear (an int8 layer, nmt.quantize), the
+    layer's own product added to x."""
+    if type(layer) is nn.Linear:
+        return torch.addmm(x, inputs, layer.weight.t())
+    return x + layer(inputs)
+
+
 class Decoder(nn.Module):
     """The `luong` decoder of the module docstring, computed the fast way (see `TextbookDecoder`
     for the same computation written as the equations read)."""
@@ -122,7 +131,7 @@ class Decoder(nn.Module):
     def _first_layer(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
         """One step of layer 1 given its input part x = W_e E y + b (+ W_a ã): (B, G)."""
         if self.rnn_type == "lstm":
-            i, f, g, o = torch.addmm(x, h, self.w_hh.weight.t()).chunk(4, dim=1)  # x + W_hh h in one product
+            i, f, g, o = plus_product(x, self.w_hh, h).chunk(4, dim=1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             return torch.sigmoid(o) * torch.tanh(c), c
         hp = self.w_hh(h)
@@ -139,7 +148,7 @@ class Decoder(nn.Module):
 
         Returns ã_t: (B, Hd), the new state, and the attention weights a_t: (B, S).
         """
-        x = x_emb if self.w_feed is None else torch.addmm(x_emb, state.att, self.w_feed.weight.t())
+        x = x_emb if self.w_feed is None else plus_product(x_emb, self.w_feed, state.att)
         first = self._first_layer(x, state.h[0], None if state.c is None else state.c[0])
         return self._attend(first, memory, state)
 
@@ -166,7 +175,7 @@ class Decoder(nn.Module):
 
     def _attentional(self, s: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """ã_t = tanh(W_cs s_t + W_cc c_t): (B, Hd)."""
-        return torch.tanh(torch.addmm(self.w_cs(s), context, self.w_cc.weight.t()))
+        return torch.tanh(plus_product(self.w_cs(s), self.w_cc, context))
 
     def forward(self, tgt_emb: torch.Tensor, memory: Memory, state: DecoderState) -> torch.Tensor:
         """Teacher forcing: tgt_emb (B, T, E) -> attentional vectors ã_1..ã_T: (B, T, Hd)."""
@@ -245,7 +254,7 @@ class BahdanauDecoder(Decoder):
         Returns the output vector s_t (dropout applied): (B, Hd), the new state, the weights a_t (B, S).
         """
         context, weights = self.attention(state.h[-1], memory.keys, memory.enc_out, memory.src_mask)
-        x = torch.addmm(x_emb, context, self.w_ctx.weight.t())
+        x = plus_product(x_emb, self.w_ctx, context)
         first = self._first_layer(x, state.h[0], None if state.c is None else state.c[0])
         return self._after_first_layer(first, state, weights)
 
