@@ -161,7 +161,7 @@ class DecodingConfig:
     n_best: int = _f(1, BEAM)
     max_length_ratio: float = _f(1.5, LENGTH_RATIO, "max output length = ratio * source + offset")
     max_length_offset: int = _f(10, LENGTH_OFFSET)
-    batch_size: int = _f(128, _up_to(10_000), "sentences per batch (x beam_size rows in beam search)")
+    batch_size: int = _f(64, _up_to(10_000), "sentences per batch (x beam_size rows in beam search)")
     precision: Literal["fp32", "bf16", "fp16", "int8"] = _f("fp32", help="bf16/fp16: autocast; int8: CPU, nmt.quantize")
     stop: Literal["exact", "fast"] = _f(
         "exact",

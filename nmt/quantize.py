@@ -7,14 +7,16 @@ input activations on the fly, multiplies in int8 with fbgemm/oneDNN kernels and 
 activations, attention, the softmax and the search stay fp32; only the products of the chosen
 weight matrices are int8.
 
-Which layers (`int8_layers`): those that search calls as modules and where int8 was measured to
-be faster (README, "int8 decoding"): the output layer W_o (Hd x V, 256 x 8000 for the reference
-model: the largest product of every step), the decoder's input projection W_e, and the
-encoder's LSTMs (or GRUs). The decoder's recurrent and input-feeding products (W_hh, W_a, W_c's
-context half) are computed by the fast decoder directly from their weight tensors (fused
-`addmm`s), which a swapped module cannot serve, and stay fp32; so do the attention's W and U and
-W_c's state half, where int8 measured no gain (small products, or once per batch). A model in
-its textbook form (`model.textbook`) reads W_e's weight too: there W_e stays fp32.
+Which layers (`int8_layers`): those where int8 was measured to be faster (README, "int8"): the
+output layer W_o (Hd x V, 256 x 8000 for the reference model: the largest product of every
+step), the decoder's products (W_e, W_hh, the input feeding's W_a, W_c's two halves; the
+`bahdanau` arrangement's W_x of the context), and the encoder's LSTMs (or GRUs). The fast
+decoder fuses its products as `addmm`s on the weight tensors; for an int8 layer
+(`nmt.model.decoder.plus_product`) it adds the layer's own product instead. They gain at the
+rows of batched search (640 rows: 3-4x faster in int8 than in fp32) and lose a little at a
+single sentence's 5 rows, where a step's time is mostly elsewhere. The attention's W and U stay
+fp32: no gain measured (a small product, or one per batch). A model in its textbook form
+(`model.textbook`) reads the decoder's weights itself: there only W_o is int8.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from nmt.errors import ConfigError
 from nmt.model import Seq2Seq
 
 #: the decoder's layers quantized to int8 (module names in a Seq2Seq), fast and textbook form
-DECODER_INT8 = {False: ("output", "decoder.w_emb"), True: ("output",)}
+_PRODUCTS = ("decoder.w_emb", "decoder.w_hh", "decoder.w_feed", "decoder.w_ctx", "decoder.w_cs", "decoder.w_cc")
+DECODER_INT8 = {False: ("output", *_PRODUCTS), True: ("output",)}
 #: the encoder's recurrent layers PyTorch has dynamic int8 kernels for (not the vanilla RNN)
 ENCODER_INT8 = (nn.LSTM, nn.GRU)
 

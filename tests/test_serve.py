@@ -108,8 +108,9 @@ def translator(trained):
 
 @pytest.fixture(scope="module")
 def one_at_a_time(trained):
-    """A server that decodes one sentence per batch and queues at most 3: easy to fill."""
-    s = Server(trained[0], "--max-batch", "1", "--max-sentences", "3", "--max-queue", "3", "--max-wait-ms", "0")
+    """A server that decodes one sentence at a time and queues at most 3: easy to fill."""
+    options = ("--max-batch", "1", "--max-sentences", "3", "--max-queue", "3", "--max-wait-ms", "0", "--workers", "1")
+    s = Server(trained[0], *options)
     yield s
     s.stop()
 
@@ -277,9 +278,9 @@ def test_a_client_that_goes_away_leaves_the_queue_and_stalls_nobody(one_at_a_tim
 
 
 def test_sigterm_finishes_the_requests_in_flight_then_exits(trained):
-    s = Server(trained[0], "--max-batch", "1")
+    s = Server(trained[0], "--max-batch", "1", "--workers", "2")
     inflight, out = in_thread(s.translate, {"src": [LONG, LONG, "3 May 1979"], "beam": 4})
-    s.wait_for("nmt_queue_sentences", 2)  # one long line in the worker, two lines waiting
+    s.wait_for("nmt_queue_sentences", 1)  # a long line in each worker, one line waiting
     code, err = s.stop()
     inflight.join(60)
     status, data = out[0]

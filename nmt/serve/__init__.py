@@ -1,6 +1,6 @@
 """`nmt serve`: a translation server with micro-batching across requests and a page that shows
-the attention. uvicorn runs the ASGI app (nmt.serve.app, starlette); one decoding worker takes
-the sentences of all requests from one queue (nmt.serve.batcher).
+the attention. uvicorn runs the ASGI app (nmt.serve.app, starlette); decoding workers (one per
+core) take the sentences of all requests from one queue (nmt.serve.batcher).
 
 uvicorn, starlette and prometheus_client are an optional extra, `pip install 'nmt[serve]'`:
 translation and training do not need them. Importing this package needs none of them;
@@ -10,16 +10,23 @@ translation and training do not need them. Importing this package needs none of 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 from nmt.errors import MissingDependency, NmtError
 
 if TYPE_CHECKING:
     from nmt.translate import Translator
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, len(cores))
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Limits:
     max_bytes: int = 1_000_000  # request body (more: 413)
     max_queue: int = 2048  # sentences waiting for a batch (more: 503 with Retry-After)
     max_beam: int = 32  # the largest beam a request may ask for
-    workers: int = 1  # decoding threads, each decoding a batch of its own at the same time
+    workers: int = field(default_factory=lambda: min(64, usable_cores()))  # decoding threads, one per core
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Limits:
