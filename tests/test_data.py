@@ -487,3 +487,19 @@ def test_vocab_size_below_the_character_count_is_a_config_error(dates_text):
     src, _, _, _ = dates_text
     with pytest.raises(ConfigError, match="tokenizer.vocab_size"):
         train_tokenizer(src[:300], TokenizerConfig(vocab_size=10), seed=1)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_read_lines_from_a_pipe(tmp_path, compressed):
+    """A named pipe (what `nmt bleu hyp <(zcat ref.gz)` passes) is read like a file, gzip too."""
+    import os
+    import threading
+
+    fifo = tmp_path / ("ref.gz" if compressed else "ref")
+    os.mkfifo(fifo)
+    text = "".join(f"line {i}\n" for i in range(50_000))
+    data = gzip.compress(text.encode()) if compressed else text.encode()
+    writer = threading.Thread(target=fifo.write_bytes, args=(data,), daemon=True)
+    writer.start()
+    assert read_lines(fifo) == text.splitlines()
+    writer.join(10)

@@ -57,10 +57,10 @@ class LineReader:
             raise DataError(f"{self.name}: cannot read ({e.strerror or e})") from None
 
     def _blocks(self, f, raw) -> Iterator[list[str]]:
-        rest = b""
+        rest, seekable = b"", raw.seekable()  # a pipe (`<(zcat ref.gz)`) is not: count what it gave
         while True:
             data = f.read(BLOCK_BYTES)
-            self.position = raw.tell()
+            self.position = raw.tell() if seekable else self.position + len(data)
             if not data:
                 break
             data = rest + data
