@@ -60,8 +60,15 @@ MUTANTS = [
     Mutant(
         "beam looks at K + 1 extensions, not 2K",
         "nmt/search/beam.py",
-        "candidates.topk(min(2 * K, K * V), dim=1)",
-        "candidates.topk(min(K + 1, K * V), dim=1)",
+        "best_extensions(beams.scores, log_probs, min(2 * K, K * V))",
+        "best_extensions(beams.scores, log_probs, min(K + 1, K * V))",
+        ("tests/test_search.py",),
+    ),
+    Mutant(
+        "blockwise top-k picks blocks without the rows' scores",
+        "nmt/search/beam.py",
+        "maxima = log_probs.view(n * K, M, C).amax(dim=2).view(n, K, M) + scores.unsqueeze(2)",
+        "maxima = log_probs.view(n * K, M, C).amax(dim=2).view(n, K, M)",
         ("tests/test_search.py",),
     ),
     Mutant(
