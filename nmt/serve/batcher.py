@@ -148,7 +148,7 @@ class Batcher:
             thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Decode what is queued, then end the worker."""
+        """Decode what is queued, then end the workers."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -184,9 +184,9 @@ class Batcher:
             job.future.cancel()
 
     def _retry_after(self, extra: int) -> int:
-        """Seconds until the queue has room, at the recent decoding rate (1..60)."""
-        backlog = self._waiting + self._busy + extra
-        return max(1, min(60, math.ceil(backlog / self._rate))) if self._rate > 0 else 1
+        """Seconds until the queue has room, at the recent decoding rate of each worker (1..60)."""
+        backlog, rate = self._waiting + self._busy + extra, self._rate * len(self._threads)
+        return max(1, min(60, math.ceil(backlog / rate))) if rate > 0 else 1
 
     def _next_batch(self) -> tuple[SearchKey, list[_Item]] | None:
         """Wait for the next batch: the oldest waiting sentence's queue, up to max_batch of it.
