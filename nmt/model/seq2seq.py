@@ -43,6 +43,7 @@ class Seq2Seq(nn.Module):
         self.output = output  # W_o
         self.dropout = nn.Dropout(dropout)  # on the embeddings
         self.textbook = textbook
+        self._w_o_t: tuple = (None, None)  # search's copy of W_o^T and what it was made from (`_search_output`)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src: (B, S) long, src_lengths: (B,). Returns the decoder's memory and initial state."""
@@ -93,7 +94,7 @@ class Seq2Seq(nn.Module):
         w = out.weight
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else w.dtype
         key = (w.data_ptr(), w._version, dtype)
-        if getattr(self, "_w_o_t", (None,))[0] != key:
+        if self._w_o_t[0] != key:
             self._w_o_t = (key, w.t().to(dtype).contiguous())
         w_t = self._w_o_t[1]
         return att @ w_t if out.bias is None else torch.addmm(out.bias, att, w_t)

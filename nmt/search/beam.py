@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -187,6 +188,7 @@ def best_extensions(scores: torch.Tensor, log_probs: torch.Tensor, k: int) -> tu
     return top, ids.gather(1, pick)
 
 
+@functools.lru_cache(maxsize=64)  # read at every step: compute it once per vocabulary size
 def _block_size(V: int) -> int | None:
     """The smallest divisor of V from sqrt(V) on, or None when it is over 4 sqrt(V) (a prime V:
     blocks do not pay). 8,000 -> 100: 80 blocks a row; 16,000 -> 128; 32,000 -> 200."""
