@@ -19,7 +19,10 @@ sentence length; random.Random(size)) as plain files in DIR, and runs the refere
   from ...` (checkpoint loaded, corpus mapped), and to the end of its first step (the step's
   record in metrics.jsonl, polled: this includes the first epoch's batching and one step);
 - `torchrun --nproc_per_node 2 -m nmt train RUN --resume` (2 CPU ranks, 4 steps): the largest
-  sum of the two ranks' PSS, and its ratio to one process's PSS above;
+  sum of the two ranks' PSS, and its ratio to one process's PSS above; the same for the PSS of
+  their mappings of train.bin alone (from /proc/PID/smaps), which shows whether the corpus is
+  held once (ratio 1) or once per rank (ratio 2), and what the second rank adds (2 ranks' PSS
+  minus one process's: its own model memory, and the corpus if it were copied);
 - unless --no-first-train: the whole first `nmt train CONFIG` (sentencepiece, encoding and 10
   steps in one process, in a fresh run directory): its peak RSS.
 
@@ -82,6 +85,22 @@ def pss_kb(pid: int) -> int:
     return int(re.search(r"^Pss:\s+(\d+) kB", text, re.M)[1])
 
 
+def corpus_pss_kb(pid: int) -> int:
+    """The PSS of the process's mappings of a binary corpus (a path ending in /train.bin), from
+    /proc/PID/smaps: the corpus's pages, each counted in shares among the processes mapping it."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return 0
+    total, in_corpus = 0, False
+    for line in text.splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            in_corpus = line.endswith("/train.bin")
+        elif in_corpus and line.startswith("Pss:"):
+            total += int(line.split()[1])
+    return total
+
+
 def descendants(pid: int) -> list[int]:
     """Processes below `pid` (children, grandchildren, ...), from /proc."""
     parents = {}
@@ -121,17 +140,21 @@ def run_rss(command: list[str], cwd: Path, watch=None, env: dict = ENV) -> dict:
     return {"stderr": stderr, "seconds": time.time() - t0, "seen": seen, "rss_mb": usage.ru_maxrss / 1024}
 
 
+def largest_pss(pids: list[int], seen):
+    """[largest PSS (MB) of `pids` together, largest PSS (MB) of their corpus mappings together]."""
+    now = [sum(pss_kb(p) for p in pids) / 1024, sum(corpus_pss_kb(p) for p in pids) / 1024]
+    return [max(a, b) for a, b in zip(seen, now)] if seen else now
+
+
 def max_pss(pid: int, elapsed: float, seen):
-    """watch: the largest PSS (MB) of the process and its descendants."""
-    total = sum(pss_kb(p) for p in [pid, *descendants(pid)]) / 1024
-    return max(seen or 0.0, total)
+    """watch: the largest PSS of the process and its descendants, and of their corpus mappings."""
+    return largest_pss([pid, *descendants(pid)], seen)
 
 
 def max_ranks_pss(pid: int, elapsed: float, seen):
-    """watch: the largest sum of PSS (MB) of torchrun's worker processes (python ... nmt train)."""
+    """watch: the same for torchrun's two worker processes (python ... nmt train) together."""
     workers = [p for p in descendants(pid) if b"nmt" in _cmdline(p)]
-    total = sum(pss_kb(p) for p in workers) / 1024
-    return max(seen or 0.0, total) if len(workers) == 2 else seen
+    return largest_pss(workers, seen) if len(workers) == 2 else seen
 
 
 def _cmdline(pid: int) -> bytes:
@@ -139,6 +162,15 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def pss_pair(r: dict, ranks: list[float]) -> dict:
+    """The two ranks' PSS (total and the corpus's) and their ratios to one process's."""
+    figures = {"two_ranks_pss_mb": ranks[0], "two_ranks_pss_ratio": ranks[0] / r["train_pss_mb"]}
+    figures["second_rank_pss_mb"] = ranks[0] - r["train_pss_mb"]
+    if r.get("corpus_pss_mb"):
+        figures.update(two_ranks_corpus_pss_mb=ranks[1], two_ranks_corpus_ratio=ranks[1] / r["corpus_pss_mb"])
+    return figures
 
 
 def resume_watch(metrics: Path, stderr: Path, step: int):
@@ -166,7 +198,7 @@ def bench_old(n: int, out: Path, old: Path, torchrun: bool) -> dict:
     config = [str(REPO / "configs/multi30k_de_en.yaml")] + [a for s in sets for a in ("--set", s)]
     r: dict = {"pairs": n, "code": str(old)}
     first = run_rss(NMT + ["train", *config, "--overwrite", "--set", "training.max_steps=10"], out, max_pss, env)
-    r.update(first_train_peak_rss_mb=first["rss_mb"], train_pss_mb=first["seen"], first_train_s=first["seconds"])
+    r.update(first_train_peak_rss_mb=first["rss_mb"], train_pss_mb=first["seen"][0], first_train_s=first["seconds"])
     watch = resume_watch(run_dir / "metrics.jsonl", out / "stderr.txt", 11)
     resume = run_rss(NMT + ["train", str(run_dir), "--resume", "--set", "training.max_steps=11"], out, watch, env)
     r.update(resume_to_start_s=resume["seen"][0], resume_to_first_step_s=resume["seen"][1])
@@ -174,7 +206,7 @@ def bench_old(n: int, out: Path, old: Path, torchrun: bool) -> dict:
     if torchrun:
         command = TORCHRUN + ["train", str(run_dir), "--resume", "--set", "training.max_steps=15"]
         ranks = run_rss(command, out, max_ranks_pss, env)
-        r.update(two_ranks_pss_mb=ranks["seen"], two_ranks_pss_ratio=ranks["seen"] / r["train_pss_mb"])
+        r.update(pss_pair(r, ranks["seen"]))
     return r
 
 
@@ -191,7 +223,8 @@ def bench_size(n: int, out: Path, first_train: bool, torchrun: bool) -> dict:
     r.update(encode_threads=int(enc[4]), prepare_s=prep["seconds"], prepare_peak_rss_mb=prep["rss_mb"])
     r["corpus_mb"] = (run_dir / "train.bin").stat().st_size / 2**20
     train = run_rss(NMT + ["train", *config, "--set", "training.max_steps=10"], out, max_pss)
-    r.update(train_peak_rss_mb=train["rss_mb"], train_pss_mb=train["seen"], train10_s=train["seconds"])
+    r.update(train_peak_rss_mb=train["rss_mb"], train_pss_mb=train["seen"][0], train10_s=train["seconds"])
+    r.update(corpus_pss_mb=train["seen"][1])
     resume = run_rss(
         NMT + ["train", str(run_dir), "--resume", "--set", "training.max_steps=11"],
         out,
@@ -203,7 +236,7 @@ def bench_size(n: int, out: Path, first_train: bool, torchrun: bool) -> dict:
         ranks = run_rss(
             TORCHRUN + ["train", str(run_dir), "--resume", "--set", "training.max_steps=15"], out, max_ranks_pss
         )
-        r.update(two_ranks_pss_mb=ranks["seen"], two_ranks_pss_ratio=ranks["seen"] / r["train_pss_mb"])
+        r.update(pss_pair(r, ranks["seen"]))
     if first_train:
         sets[3] = f"run_dir={out / f'first_{n}'}"
         fresh = [str(REPO / "configs/multi30k_de_en.yaml")] + [a for s in sets for a in ("--set", s)]
@@ -224,6 +257,10 @@ COLUMNS = [
     ("train_pss_mb", "1 process PSS MB", "{:,.0f}"),
     ("two_ranks_pss_mb", "2 ranks PSS MB", "{:,.0f}"),
     ("two_ranks_pss_ratio", "2 ranks / 1", "{:.2f}"),
+    ("second_rank_pss_mb", "2 ranks - 1 MB", "{:,.0f}"),
+    ("corpus_pss_mb", "corpus PSS MB, 1 process", "{:,.0f}"),
+    ("two_ranks_corpus_pss_mb", "corpus PSS MB, 2 ranks", "{:,.0f}"),
+    ("two_ranks_corpus_ratio", "corpus 2 ranks / 1", "{:.2f}"),
     ("first_train_peak_rss_mb", "first `nmt train` peak RSS MB", "{:,.0f}"),
 ]
 

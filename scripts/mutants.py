@@ -103,15 +103,15 @@ MUTANTS = [
     Mutant(
         "sigmoid-form attention without its factor 2",
         "nmt/model/attention.py",
-        "scores = 2 * self.v(torch.sigmoid(pre)).squeeze(2)",
-        "scores = self.v(torch.sigmoid(pre)).squeeze(2)",
+        "scores = 2 * self.v(torch.sigmoid(pre)).squeeze(3)",
+        "scores = self.v(torch.sigmoid(pre)).squeeze(3)",
         ("tests/test_model.py",),
     ),
     Mutant(
         "attention on padding",
         "nmt/model/attention.py",
-        'scores.masked_fill(~src_mask, float("-inf"))',
-        'scores.masked_fill(src_mask & False, float("-inf"))',
+        'scores.masked_fill(~src_mask.unsqueeze(1), float("-inf"))',
+        'scores.masked_fill(src_mask.unsqueeze(1) & False, float("-inf"))',
         ("tests/test_model.py", "tests/test_search.py"),
     ),
     Mutant(

@@ -39,12 +39,12 @@ def test_the_chosen_layers_are_int8_and_the_rest_fp32(run):
     with autocast(CPU, "int8"):  # activations stay fp32: no bf16 autocast
         assert not torch.is_autocast_enabled("cpu")
     layers = int8_layers(fp32.model)
-    decoder = ["decoder.w_emb", "decoder.w_hh", "decoder.w_feed", "decoder.w_cs", "decoder.w_cc"]
+    decoder = ["decoder.w_hh", "decoder.w_feed", "decoder.w_cs", "decoder.w_cc"]  # W_e: search's table (fp32)
     assert layers == ["output", *decoder, "encoder.forward_rnns.0", "encoder.backward_rnns.0"]
     modules = dict(int8.model.named_modules())
     assert all(_is_int8(modules[name]) for name in layers)
-    fp32_attention = modules["decoder.attention.W"]
-    assert not _is_int8(fp32_attention) and fp32_attention.weight.dtype == torch.float32
+    for name in ("decoder.attention.W", "decoder.w_emb"):
+        assert not _is_int8(modules[name]) and modules[name].weight.dtype == torch.float32
     assert not any(_is_int8(m) for m in fp32.model.modules())  # the fp32 model is left as it was
     ensemble = Translator.load([run, run]).model
     assert int8_layers(ensemble) == [f"members.{i}.{name}" for i in (0, 1) for name in layers]

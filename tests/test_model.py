@@ -152,9 +152,11 @@ def test_step_log_probs_are_normalised(rnn_type, attention):
 
 @pytest.mark.parametrize("tie", [False, True])
 def test_search_step_output_copy_follows_the_weights(tie):
-    """Search (inference mode) multiplies by its own contiguous copy of W_o^T: it gives the
-    output layer's log-probabilities, and a weight changed in place (an optimizer step, a
-    load_state_dict) is seen at the next step, not the stale copy."""
+    """Search (inference mode) multiplies by its own contiguous copy of W_o^T and looks the
+    first layer's input projection up in its own table of W_e E + b: they give the model's
+    log-probabilities, and a weight changed in place (an optimizer step, a load_state_dict:
+    W_o, W_e, its bias, the embeddings; tied or not) is seen at the next step, not the stale
+    copy."""
     model = tiny_model(5, tie_embeddings=tie, emb_size=8)
     batch = make_batch(SRC, None, list(range(len(SRC))))
     prev = torch.full((len(SRC),), BOS)
@@ -164,11 +166,13 @@ def test_search_step_output_copy_follows_the_weights(tie):
             memory, state = model.encode(batch.src, batch.src_lengths)
             return model.step(prev, memory, state)[0]
 
-    for change in range(3):
+    changed = [model.output.weight, model.decoder.w_emb.weight, model.decoder.w_emb.bias, model.tgt_embed.weight]
+    for change in range(5):
         torch.testing.assert_close(step_log_probs(True), step_log_probs(False), atol=1e-5, rtol=0)
         with torch.no_grad():
-            model.output.weight.mul_(2.0).add_(0.1 * change)  # in place: same storage, new version
+            changed[change % 4].mul_(2.0).add_(0.1 * change)  # in place: same storage, new version
     assert model._w_o_t[1].shape == (8, V)
+    assert model._inputs[1].shape == (V, model.decoder.w_emb.out_features)  # the table of W_e E + b
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
         memory, state = model.encode(batch.src, batch.src_lengths)
         model.step(prev, memory, state)

@@ -345,20 +345,52 @@ def assert_same_nbest(nbest, ref):
 
 @pytest.mark.parametrize("kind", ["average", "gnmt"])
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0])
-@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("K,n_best", [(2, 2), (3, 3), (3, 1), (3, 2)])
 @pytest.mark.parametrize("scale", [1.0, 1.5])
-def test_exact_stop_loses_nothing_the_beam_would_find_later(scale, K, alpha, kind):
-    """The exact rule: the n-best equal the best K of everything the same beam finishes when it
-    is never stopped early (the reference runs to the forced EOS)."""
+def test_exact_stop_loses_nothing_the_beam_would_find_later(scale, K, n_best, alpha, kind):
+    """The exact rule: the n-best equal the best n_best of everything the same beam finishes
+    when it is never stopped early (the reference runs to the forced EOS), also when the search
+    stops with fewer than K finished hypotheses because only n_best < K are asked for."""
     V, max_len = 7, 8
     model = tiny_model(31, V, all_scale=scale, eos_shift=scale)
     srcs = random_sources(32, V, [4, 1, 6, 0, 3])
     batch = make_batch(srcs, None, list(range(len(srcs))))
     limit = torch.full((len(srcs),), max_len)
-    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(K, alpha, kind, n_best=K))
+    hyps = beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(K, alpha, kind, n_best=n_best))
     for src, nbest in zip(srcs, hyps):
         ref, _ = reference_beam(model, src, max_len, K, alpha, kind, stop=None)
-        assert_same_nbest(nbest, ref[:K])
+        assert_same_nbest(nbest, ref[:n_best])
+
+
+def test_the_exact_rule_stops_sooner_when_fewer_hypotheses_are_asked_for():
+    """With n_best 1 the exact rule compares the bound with the best finished hypothesis, not
+    the K-th: fewer model steps for the same best output."""
+
+    class Counting:
+        def __init__(self, model):
+            self.model, self.steps = model, 0
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+        def step(self, *args):
+            self.steps += 1
+            return self.model.step(*args)
+
+    V, K = 7, 3
+    srcs = random_sources(32, V, [4, 1, 6, 0, 3])
+    batch = make_batch(srcs, None, list(range(len(srcs))))
+    limit = torch.full((len(srcs),), 8)
+    steps, best = {}, {}
+    for n_best in (K, 1):
+        model = Counting(tiny_model(31, V, all_scale=1.5, eos_shift=1.5))
+        options = SearchOptions(K, 1.0, n_best=n_best)
+        out = [
+            beam_search(model, batch.src[i : i + 1], batch.src_lengths[i : i + 1], limit[:1], options)
+            for i in range(len(srcs))
+        ]
+        steps[n_best], best[n_best] = model.steps, [o[0][0].tokens for o in out]
+    assert best[1] == best[K] and steps[1] < steps[K], steps
 
 
 class TableModel:

@@ -1,7 +1,9 @@
 """Attention: how much the decoder state s_t looks at each encoder state h_j.
 
 All variants split the work the same way: `keys(enc_out)` runs once per batch (it does not
-depend on the decoder), `forward` runs once per decoder step.
+depend on the decoder), `forward` runs once per decoder step. A step's queries may be K per
+sentence (beam search's hypotheses, K consecutive rows each) over one row of keys and encoder
+states per sentence: the memory is never copied K times.
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ from torch import nn
 def attend(scores: torch.Tensor, src_mask: torch.Tensor, enc_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked softmax over source positions and the weighted sum of encoder states.
 
-    scores: (B, S), src_mask: (B, S) bool (True = real token), enc_out: (B, S, 2H).
-    Returns context c_t = sum_j a_tj h_j: (B, 2H), and the weights a_t: (B, S).
+    scores: (B, K, S), the scores of K queries per sentence (beam search's K hypotheses share
+    their sentence's encoder states; K = 1 elsewhere); src_mask: (B, S) bool (True = real
+    token); enc_out: (B, S, 2H). Returns the contexts c_t = sum_j a_tj h_j: (B*K, 2H), and the
+    weights a_t: (B*K, S), query by query.
     """
-    weights = torch.softmax(scores.masked_fill(~src_mask, float("-inf")), dim=-1)
-    context = torch.bmm(weights.unsqueeze(1), enc_out).squeeze(1)
-    return context, weights
+    weights = torch.softmax(scores.masked_fill(~src_mask.unsqueeze(1), float("-inf")), dim=-1)
+    context = torch.bmm(weights, enc_out)  # (B, K, 2H): one product per sentence for its K queries
+    return context.flatten(0, 1), weights.flatten(0, 1)
+
+
+def per_sentence(query: torch.Tensor, sentences: int) -> torch.Tensor:
+    """Queries (B*K, X), K consecutive rows per sentence -> (B, K, X)."""
+    return query.view(sentences, query.size(0) // sentences, query.size(1))
 
 
 class BahdanauAttention(nn.Module):
@@ -42,15 +51,16 @@ class BahdanauAttention(nn.Module):
         return 2 * self.U(enc_out)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
-        """query s_t: (B, Hd); keys: (B, S, A). Returns context (B, 2H), weights (B, S).
+        """query s_t: (B*K, Hd); keys: (B, S, A). Returns context (B*K, 2H), weights (B*K, S).
 
         In bf16/fp16 (autocast) the constant sum(v) would be added before the scores are
         rounded, and a large one would swamp their differences: there the tanh form is used."""
-        pre = torch.add(keys, self.W(query).unsqueeze(1), alpha=2)  # 2 (W s_t + U h_j): (B, S, A)
+        w_s = per_sentence(self.W(query), keys.size(0)).unsqueeze(2)  # (B, K, 1, A)
+        pre = torch.add(keys.unsqueeze(1), w_s, alpha=2)  # 2 (W s_t + U h_j): (B, K, S, A)
         if pre.dtype in (torch.float32, torch.float64):
-            scores = 2 * self.v(torch.sigmoid(pre)).squeeze(2)  # e_tj + sum(v): (B, S)
+            scores = 2 * self.v(torch.sigmoid(pre)).squeeze(3)  # e_tj + sum(v): (B, K, S)
         else:
-            scores = self.v(torch.tanh(0.5 * pre)).squeeze(2)  # e_tj
+            scores = self.v(torch.tanh(0.5 * pre)).squeeze(3)  # e_tj
         return attend(scores, src_mask, enc_out)
 
 
@@ -62,7 +72,8 @@ class TextbookBahdanauAttention(BahdanauAttention):
         return self.U(enc_out)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
-        scores = self.v(torch.tanh(self.W(query).unsqueeze(1) + keys)).squeeze(2)  # (B, S)
+        w_s = per_sentence(self.W(query), keys.size(0)).unsqueeze(2)  # (B, K, 1, A)
+        scores = self.v(torch.tanh(w_s + keys.unsqueeze(1))).squeeze(3)  # (B, K, S)
         return attend(scores, src_mask, enc_out)
 
 
@@ -78,9 +89,9 @@ class LuongAttention(nn.Module):
         return enc_out if self.W is None else self.W(enc_out)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
-        """query s_t: (B, Hd); keys: (B, S, Hd). Returns context (B, 2H), weights (B, S)."""
-        scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
-        return attend(scores, src_mask, enc_out)
+        """query s_t: (B*K, Hd); keys: (B, S, Hd). Returns context (B*K, 2H), weights (B*K, S)."""
+        scores = torch.bmm(keys, per_sentence(query, keys.size(0)).transpose(1, 2))  # (B, S, K)
+        return attend(scores.transpose(1, 2), src_mask, enc_out)
 
 
 def make_attention(kind: str, query_size: int, key_size: int, attention_size: int, textbook: bool = False) -> nn.Module:

@@ -190,6 +190,11 @@ class Decoder(nn.Module):
         """Search: one step from the previous token's embedding (B, E). See `_step`."""
         return self._step(self.w_emb(emb), memory, state)
 
+    def step_from_input(self, x_emb: torch.Tensor, memory: Memory, state: DecoderState):
+        """Search: one step from the previous token's input projection W_e E y + b, (B, G),
+        looked up rather than computed (`Seq2Seq._input_table`). See `_step`."""
+        return self._step(x_emb, memory, state)
+
 
 class StepByStep:
     """What both textbook decoders share: teacher forcing one `step` at a time, and layer 1 as

@@ -14,6 +14,9 @@ from nmt.loss import output_loss, plain_output_loss
 from nmt.model.decoder import DECODERS, Decoder, DecoderState, Memory
 from nmt.model.encoder import BiRNNEncoder, Encoder
 
+#: the largest table of input projections search keeps per model (`Seq2Seq._input_table`)
+INPUT_TABLE_BYTES = 64 * 2**20
+
 # model.encoder -> the encoder it names (see the contract in nmt.model.encoder)
 ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {
     "birnn": lambda m: BiRNNEncoder(m.rnn_type, m.emb_size, m.enc_hidden_size, m.enc_layers, m.dropout),
@@ -44,6 +47,7 @@ class Seq2Seq(nn.Module):
         self.dropout = nn.Dropout(dropout)  # on the embeddings
         self.textbook = textbook
         self._w_o_t: tuple = (None, None)  # search's copy of W_o^T and what it was made from (`_search_output`)
+        self._inputs: tuple = (None, None)  # search's table of W_e E y + b and what it was made from (`_input_table`)
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src: (B, S) long, src_lengths: (B,). Returns the decoder's memory and initial state."""
@@ -74,8 +78,35 @@ class Seq2Seq(nn.Module):
 
         Returns log P(y_t | y_<t, x): (B, V), the new state and attention weights (B, S).
         """
-        att, state, weights = self.decoder.step(self.tgt_embed(prev), memory, state)
+        table = self._input_table()
+        if table is None:
+            att, state, weights = self.decoder.step(self.tgt_embed(prev), memory, state)
+        else:
+            att, state, weights = self.decoder.step_from_input(table[prev], memory, state)
         return F.log_softmax(self._search_output(att).float(), dim=-1), state, weights  # fp32 under autocast too
+
+    def _input_table(self) -> torch.Tensor | None:
+        """Search's table of the decoder's input projection for every target token: W_e E + b,
+        (V, G), or None where search computes it at each step.
+
+        The first decoder layer's input part W_e E y_{t-1} + b depends on the previous token
+        alone, so search looks it up (one row per hypothesis) instead of multiplying by W_e at
+        every step: one product over the vocabulary, made again when E or W_e change (data
+        pointers and version counters). Only under inference mode, for the fast decoders with a
+        plain W_e (not an int8 one) and tables up to INPUT_TABLE_BYTES (the reference model's:
+        8,000 x 1,024 floats, 32 MB), in the product's dtype (autocast's under bf16)."""
+        w_emb, E = self.decoder.w_emb, self.tgt_embed.weight
+        if self.textbook or type(w_emb) is not nn.Linear or not torch.is_inference_mode_enabled():
+            return None
+        device = E.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else E.dtype
+        if E.size(0) * w_emb.out_features * dtype.itemsize > INPUT_TABLE_BYTES:
+            return None
+        versions = [(t.data_ptr(), t._version) for t in (E, w_emb.weight, w_emb.bias) if t is not None]
+        key = (*versions, dtype)
+        if self._inputs[0] != key:
+            self._inputs = (key, w_emb(E))
+        return self._inputs[1]
 
     def _search_output(self, att: torch.Tensor) -> torch.Tensor:
         """W_o ã + b for one search step: att (B, Hd) -> logits (B, V).

@@ -20,7 +20,9 @@ class SearchModel(Protocol):
         ...
 
     def step(self, prev: torch.Tensor, memory: Any, state: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """prev (N,) tokens -> log P(y_t | y_<t, x) (N, V), the new state, attention weights (N, S)."""
+        """prev (N,) tokens -> log P(y_t | y_<t, x) (N, V), the new state, attention weights (N, S).
+        The memory may hold one row per K consecutive rows of the state (N = K x its rows: beam
+        search's K hypotheses of a sentence share its memory)."""
         ...
 
     def select(self, rows: Any, index: torch.Tensor) -> Any:
