@@ -29,6 +29,10 @@ DATES = ["3 May 1979", "", "Tuesday, March 12 1991", "28 FEB 2058", "12/05/1943"
 #: 150 subwords, beyond data.max_src_length (100); beam search goes on to its maximum length of
 #: 1.5 x 150 + 10 = 235 steps: a few tenths of a second, long enough to see the queue
 LONG = " ".join(["12 March 1991,"] * 15)
+# a search that keeps a worker busy for a while (the test model: 165 ms a line here): a long line,
+# a wide beam and n_best = beam, so that it waits for the beam's K finished hypotheses (with
+# n_best 1 the exact rule stops much sooner: 9 ms with a beam of 6, too short to watch the queue)
+SLOW = {"src": [LONG] * 3, "beam": 32, "n_best": 32}
 
 
 class Server:
@@ -252,7 +256,7 @@ def test_concurrent_requests_share_batches_and_different_beams_are_searched_apar
 
 
 def test_a_full_queue_is_503_with_retry_after(one_at_a_time, translator):
-    slow, _ = in_thread(one_at_a_time.translate, {"src": [LONG] * 3, "beam": 6})
+    slow, _ = in_thread(one_at_a_time.translate, SLOW)
     one_at_a_time.wait_for("nmt_queue_sentences", 2)  # one in the worker, two waiting
     status, headers, body = one_at_a_time.request(
         "POST", "/translate", json.dumps({"src": ["1 May 2000"] * 2}).encode()
@@ -266,7 +270,7 @@ def test_a_full_queue_is_503_with_retry_after(one_at_a_time, translator):
 def test_a_client_that_goes_away_leaves_the_queue_and_stalls_nobody(one_at_a_time):
     decoded_before = one_at_a_time.metric("nmt_batch_sentences_sum")
     conn = socket.create_connection(("127.0.0.1", one_at_a_time.port))
-    body = json.dumps({"src": [LONG] * 3, "beam": 6}).encode()
+    body = json.dumps(SLOW).encode()
     conn.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     one_at_a_time.wait_for("nmt_queue_sentences", 2)
     conn.close()  # gone: its two waiting sentences leave the queue
@@ -279,7 +283,7 @@ def test_a_client_that_goes_away_leaves_the_queue_and_stalls_nobody(one_at_a_tim
 
 def test_sigterm_finishes_the_requests_in_flight_then_exits(trained):
     s = Server(trained[0], "--max-batch", "1", "--workers", "2")
-    inflight, out = in_thread(s.translate, {"src": [LONG, LONG, "3 May 1979"], "beam": 4})
+    inflight, out = in_thread(s.translate, {**SLOW, "src": [LONG, LONG, "3 May 1979"]})
     s.wait_for("nmt_queue_sentences", 1)  # a long line in each worker, one line waiting
     code, err = s.stop()
     inflight.join(60)
