@@ -98,15 +98,10 @@ class Seq2Seq(nn.Module):
         w_emb, E = self.decoder.w_emb, self.tgt_embed.weight
         if self.textbook or type(w_emb) is not nn.Linear or not torch.is_inference_mode_enabled():
             return None
-        device = E.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else E.dtype
+        dtype = _product_dtype(E)
         if E.size(0) * w_emb.out_features * dtype.itemsize > INPUT_TABLE_BYTES:
             return None
-        versions = [(t.data_ptr(), t._version) for t in (E, w_emb.weight, w_emb.bias) if t is not None]
-        key = (*versions, dtype)
-        if self._inputs[0] != key:
-            self._inputs = (key, w_emb(E))
-        return self._inputs[1]
+        return self._search_copy("_inputs", (E, w_emb.weight, w_emb.bias), dtype, lambda: w_emb(E))
 
     def _search_output(self, att: torch.Tensor) -> torch.Tensor:
         """W_o ã + b for one search step: att (B, Hd) -> logits (B, V).
@@ -123,17 +118,29 @@ class Seq2Seq(nn.Module):
         if type(out) is not nn.Linear or device != "cpu" or not torch.is_inference_mode_enabled():
             return out(att)
         w = out.weight
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else w.dtype
-        key = (w.data_ptr(), w._version, dtype)
-        if self._w_o_t[0] != key:
-            self._w_o_t = (key, w.t().to(dtype).contiguous())
-        w_t = self._w_o_t[1]
+        dtype = _product_dtype(w)
+        w_t = self._search_copy("_w_o_t", (w,), dtype, lambda: w.t().to(dtype).contiguous())
         return att @ w_t if out.bias is None else torch.addmm(out.bias, att, w_t)
+
+    def _search_copy(self, slot: str, sources: tuple, dtype: torch.dtype, make: Callable[[], torch.Tensor]):
+        """Search's copy in attribute `slot` (a (key, tensor) pair): made by `make` from the
+        tensors `sources`, and made again when one of them changes (its data pointer or version
+        counter: training updates weights in place) or the product's dtype does."""
+        key = (*((t.data_ptr(), t._version) for t in sources), dtype)
+        if getattr(self, slot)[0] != key:
+            setattr(self, slot, (key, make()))
+        return getattr(self, slot)[1]
 
     @staticmethod
     def select(rows: Memory | DecoderState, index: torch.Tensor) -> Memory | DecoderState:
         """Rows `index` (B',) of a memory or a decoder state (search repeats, reorders and drops rows)."""
         return rows.select(index)
+
+
+def _product_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype a product with `weight` has here: autocast's where it is on, else the weight's."""
+    device = weight.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
 
 
 def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
