@@ -41,11 +41,13 @@ from nmt.errors import NmtError
 
 @dataclass(frozen=True)
 class Processes:
-    """This process's place in the group: rank (0..W-1), local_rank (on its machine), world_size W."""
+    """This process's place in the group: rank (0..W-1), local_rank (on its machine), world_size W,
+    local_size (the processes on its machine)."""
 
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    local_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +61,14 @@ class Processes:
         """This rank's device: its own GPU (cuda:LOCAL_RANK) when training on CUDA. It does not
         make it the current CUDA device (a process-wide setting): training does that itself."""
         if device.type == "cuda" and self.distributed:
+            gpus, here = torch.cuda.device_count(), max(self.local_size, self.local_rank + 1)
+            if here > gpus:  # every rank on the machine finds it: none is left waiting for another
+                error = NmtError(
+                    f"torchrun started {here} processes on this machine, "
+                    f"one per GPU, but torch sees {gpus} GPU(s): --nproc_per_node {gpus} at most, or device: cpu"
+                )
+                error.shown_by_rank0 = self.local_rank != 0  # one line per machine
+                raise error
             device = torch.device("cuda", self.local_rank)
         return device
 
@@ -119,11 +129,12 @@ class Processes:
 def from_environment() -> Processes:
     """The group torchrun describes in the environment; a group of one without torchrun."""
     try:
-        return Processes(
-            int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        )
+        rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+        world_size = int(os.environ.get("WORLD_SIZE", 1))
+        return Processes(rank, local_rank, world_size, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     except ValueError:
-        raise NmtError("RANK, LOCAL_RANK and WORLD_SIZE: expected integers (set by torchrun)") from None
+        names = "RANK, LOCAL_RANK, WORLD_SIZE and LOCAL_WORLD_SIZE"
+        raise NmtError(f"{names}: expected integers (set by torchrun)") from None
 
 
 def start() -> tuple[Processes, bool]:

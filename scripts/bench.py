@@ -110,9 +110,11 @@ def train_throughput(trainer: Trainer, batches: list[list[int]], warmup: int, st
         batch = trainer.sampler.batch(indices)
         flops += train_step_flops(trainer.cfg.model, batch.src_lengths.tolist(), batch.tgt_in.size(1), vocab)
     tokens = 0
+    synchronize(trainer.device)
     t0 = time.perf_counter()
     for indices in timed:
         tokens += trainer.train_step([indices])[1]
+    synchronize(trainer.device)
     seconds = time.perf_counter() - t0
     return tokens / seconds, flops / seconds, steps
 

@@ -103,7 +103,7 @@ def test_analyze_on_a_trained_run_classifies_by_independent_scores(reversal_run)
     """A trained model with real errors: each verdict agrees with scores computed here by teacher
     forcing (log P / T^alpha over the subword ids, EOS included), and BLEU with sacrebleu's."""
     run, sources, references = reversal_run
-    tr = Translator.load(run)
+    tr = Translator.load(run, device="cpu")  # the scores below are computed on CPU tensors
 
     def score(source: str, ids: list[int], alpha: float) -> float:
         src = torch.tensor([tr.src_tok.encode([source])[0] + [EOS]])

@@ -22,6 +22,7 @@ from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, save_config
 from nmt.data.prepare import prepare_data
 from nmt.distributed import Processes
+from nmt.errors import NmtError
 from nmt.log import Log
 from nmt.training import Trainer
 
@@ -101,9 +102,11 @@ def torchrun(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.Com
 
 
 def write_config(tmp_path: Path, run: str, **training) -> Path:
+    """A tiny dates run for CPU processes (gloo), also on a machine with one GPU."""
     cfg = tiny_dates_config(
         tmp_path, run, dropout=0.3, **{"batch_size": 300, "valid_every": 4, "log_every": 1, **training}
     )
+    cfg.device = "cpu"
     path = tmp_path / f"{run}.yaml"
     save_config(cfg, path)
     return path
@@ -189,3 +192,20 @@ def test_early_stopping_stops_both_processes_at_the_same_step(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("no improvement in 1 validations (training.patience)") == 1
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 4
+
+
+def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
+    """torchrun --nproc_per_node 2 on a machine with one GPU: every rank on it raises the same
+    error before any collective (none is left waiting), local rank 0 alone prints it."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cuda = torch.device("cuda")
+    for local_rank in (0, 1):
+        expected = r"started 2 processes on this machine.*sees 1 GPU\(s\): --nproc_per_node 1"
+        with pytest.raises(NmtError, match=expected) as e:
+            Processes(rank=local_rank, local_rank=local_rank, world_size=2, local_size=2).device(cuda)
+        assert e.value.shown_by_rank0 == (local_rank == 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert Processes(rank=1, local_rank=1, world_size=2, local_size=2).device(cuda) == torch.device("cuda", 1)
+    assert Processes(rank=3, local_rank=1, world_size=4, local_size=2).device(cuda) == torch.device("cuda", 1)
+    assert Processes().device(cuda) == cuda  # one process: the config's device as it is
+    assert Processes(world_size=2, local_size=2).device(torch.device("cpu")) == torch.device("cpu")

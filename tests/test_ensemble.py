@@ -41,8 +41,8 @@ def test_a_model_with_itself_is_the_model(runs):
 def test_each_step_is_the_mean_of_the_members_own_log_probs(runs):
     """Member b encodes the lines with its own tokenizer: the ensemble's step equals the mean of
     what a and b give alone, each from its own source ids."""
-    ens = Translator.load([runs["a"], runs["b"]])
-    a, b = Translator.load(runs["a"]), Translator.load(runs["b"])
+    ens = Translator.load([runs["a"], runs["b"]], device="cpu")  # the steps below take CPU tensors
+    a, b = Translator.load(runs["a"], device="cpu"), Translator.load(runs["b"], device="cpu")
     assert a.src_tok.encode(LINES) != b.src_tok.encode(LINES)  # the source sides differ
     lines = [line for line in LINES if line]
     prev = torch.full((len(lines),), BOS)

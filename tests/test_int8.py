@@ -1,4 +1,6 @@
-"""`--precision int8`: dynamic int8 quantization of the layers where it gains, fp32 activations, same search."""
+"""`--precision int8`: dynamic int8 quantization of the layers where it gains, fp32 activations, same search.
+
+int8 is for the CPU: every model here is loaded with device="cpu" (on a GPU machine auto means cuda)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def _is_int8(module: torch.nn.Module) -> bool:
 
 def test_the_chosen_layers_are_int8_and_the_rest_fp32(run):
     engine = torch.backends.quantized.engine
-    fp32, int8 = Translator.load(run), Translator.load(run, precision="int8")
+    fp32, int8 = Translator.load(run, device="cpu"), Translator.load(run, device="cpu", precision="int8")
     assert torch.backends.quantized.engine == engine  # the process's setting is left as it was
     assert int8.precision == "int8"
     with autocast(CPU, "int8"):  # activations stay fp32: no bf16 autocast
@@ -46,16 +48,16 @@ def test_the_chosen_layers_are_int8_and_the_rest_fp32(run):
     for name in ("decoder.attention.W", "decoder.w_emb"):
         assert not _is_int8(modules[name]) and modules[name].weight.dtype == torch.float32
     assert not any(_is_int8(m) for m in fp32.model.modules())  # the fp32 model is left as it was
-    ensemble = Translator.load([run, run]).model
+    ensemble = Translator.load([run, run], device="cpu").model
     assert int8_layers(ensemble) == [f"members.{i}.{name}" for i in (0, 1) for name in layers]
-    members = dict(Translator.load([run, run], precision="int8").model.named_modules())
+    members = dict(Translator.load([run, run], device="cpu", precision="int8").model.named_modules())
     assert all(_is_int8(members[f"members.{i}.{name}"]) for i in (0, 1) for name in layers)
     w = fp32.model.output.weight
     assert torch.allclose(modules["output"].weight().dequantize(), w, atol=w.abs().max().item() / 100)
 
 
 def test_int8_scores_stay_close_to_fp32(run):
-    fp32, int8 = Translator.load(run), Translator.load(run, precision="int8")
+    fp32, int8 = Translator.load(run, device="cpu"), Translator.load(run, device="cpu", precision="int8")
     results = fp32.search(LINES, beam=3, n_best=3)
     hyps = [(line, h) for line, nbest in zip(LINES, results) if line for h in nbest]
     sources, ids = [line for line, _ in hyps], [h.ids for _, h in hyps]
@@ -68,7 +70,7 @@ def test_int8_scores_stay_close_to_fp32(run):
 
 
 def test_log_probs_stay_fp32(run):
-    int8 = Translator.load(run, precision="int8")
+    int8 = Translator.load(run, device="cpu", precision="int8")
     lines = [line for line in LINES if line]
     batch = make_batch(int8.src_tok.encode(lines), None, list(range(len(lines))))
     with int8._autocast():
@@ -102,7 +104,8 @@ def test_cli_and_refusals(run, tmp_path, capsys):
     out = tmp_path / "out.txt"
     src = tmp_path / "in.txt"
     src.write_text("\n".join(LINES) + "\n", encoding="utf-8")
-    assert main(["translate", "-m", str(run), "--precision", "int8", "-i", str(src), "-o", str(out)]) == 0
+    args = ["-m", str(run), "--precision", "int8", "--device", "cpu", "-i", str(src), "-o", str(out)]
+    assert main(["translate", *args]) == 0
     assert len(out.read_text(encoding="utf-8").split("\n")) == len(LINES) + 1
     with pytest.raises(ConfigError, match="--precision: int8 is for the CPU"):
         check_precision(torch.device("cuda"), "int8", "--precision")
