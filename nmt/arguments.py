@@ -181,7 +181,7 @@ def _add_serve(sub) -> None:
         ("--max-bytes", _int_in(1, 2**31), "bytes of a request's body (more: 413)"),
         ("--max-queue", _int_in(1, 10**7), "sentences waiting (more: 503)"),
         ("--max-beam", _int_in(1, 1000), "the largest beam a request may ask for"),
-        ("--workers", _int_in(1, 64), "decoding threads, each decoding its own batch; one per core by default"),
+        ("--workers", _int_in(1, 64), "decoding workers, each its own batch (CPU: processes); one per core"),
     )
     for option, kind, text in limits:
         default = getattr(d, option[2:].replace("-", "_"))

@@ -275,14 +275,22 @@ def _compare(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`nmt serve`: the packages first, then the port (connections wait while the model loads),
-    then the model; serves until a signal."""
-    from nmt.runtime import configure
+    then the model and the decoding workers; serves until a signal."""
+    from nmt.runtime import configure, keep_freed_memory
     from nmt.serve import Limits, listen, require, serve
+    from nmt.serve.workers import load_workers
 
     require()
     sock = listen(args.host, args.port)
     configure(args.threads)
-    stopped = serve(_load_translator(args.model, args), sock, Limits.from_args(args), args.model)
+    keep_freed_memory()
+    limits = Limits.from_args(args)
+    translator, workers = load_workers(args.model, args.device, args.precision, args.threads, limits.workers)
+    try:
+        stopped = serve(translator, sock, limits, args.model, [w.search for w in workers])
+    finally:
+        for worker in workers:
+            worker.close()
     if stopped:
         _say(f"nmt: server stopped ({stopped}): finished the requests in flight")
     return 0

@@ -91,24 +91,45 @@ class Translator:
         Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
         replace the checkpoint's.
         """
-        if isinstance(path, (list, tuple)):
-            if len(path) > 1:
-                from nmt.ensemble import combine
+        return cls.from_states(cls.load_states(path, device, precision), device, precision)
 
-                ensemble, lead = combine([cls.load(p, device, precision) for p in path], [str(p) for p in path])
-                return cls(ensemble, lead.src_tok, lead.tgt_tok, lead.cfg, lead.device)
-            path = path[0] if path else None
-        if precision:  # a wrong option is the user's, not the checkpoint's
+    @classmethod
+    def load_states(
+        cls, path: str | Path | list | None = None, device: str = "auto", precision: str | None = None
+    ) -> list[tuple[str, Path, dict]]:
+        """What `load` builds from: (path as given, checkpoint file, checkpoint state with the
+        run's stored decoding defaults applied) for each model. A wrong precision is refused
+        first (the option is the user's, not the checkpoint's)."""
+        paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        if precision:
             check_precision(resolve_device(device), precision, "--precision")
-        ckpt = resolve_checkpoint(latest_run() if path is None else path)
-        state = load_checkpoint(ckpt)  # its errors name the file
-        run_dir = run_dir_of(ckpt)
-        if run_dir is not None:
-            state = cls._with_stored_decoding(state, run_dir)
-        try:
-            return cls.from_checkpoint(state, device, precision)
-        except (ConfigError, CheckpointError) as e:
-            raise CheckpointError(f"{ckpt}: {e}") from None
+        states = []
+        for given in paths or [None]:
+            ckpt = resolve_checkpoint(latest_run() if given is None else given)
+            state = load_checkpoint(ckpt)  # its errors name the file
+            run_dir = run_dir_of(ckpt)
+            if run_dir is not None:
+                state = cls._with_stored_decoding(state, run_dir)
+            states.append((str(given), ckpt, state))
+        return states
+
+    @classmethod
+    def from_states(
+        cls, states: list[tuple[str, Path, dict]], device: str = "auto", precision: str | None = None
+    ) -> Translator:
+        """The translator of `load_states`'s list: one model, or the ensemble of several."""
+        translators = []
+        for _, ckpt, state in states:
+            try:
+                translators.append(cls.from_checkpoint(state, device, precision))
+            except (ConfigError, CheckpointError) as e:
+                raise CheckpointError(f"{ckpt}: {e}") from None
+        if len(translators) == 1:
+            return translators[0]
+        from nmt.ensemble import combine
+
+        ensemble, lead = combine(translators, [given for given, _, _ in states])
+        return cls(ensemble, lead.src_tok, lead.tgt_tok, lead.cfg, lead.device)
 
     @staticmethod
     def _with_stored_decoding(state: dict, run_dir: Path) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import select
 import shutil
@@ -312,7 +313,7 @@ def test_the_batcher_keeps_clients_that_take_turns_in_one_batch():
             return [[Translation(line.upper(), 0.0, 0.0, [], [])] for line in lines]
 
     sizes: list[int] = []
-    batcher = Batcher(SlowModel(), 64, 100.0, 100, on_batch=lambda size, seconds: sizes.append(size))
+    batcher = Batcher([SlowModel().search], 64, 100.0, 100, on_batch=lambda size, seconds: sizes.append(size))
 
     async def client(i: int) -> None:
         for k in range(5):
@@ -351,7 +352,8 @@ def test_two_workers_decode_two_batches_at_once_and_a_job_split_between_them_com
             spans.append((threading.current_thread().name, start, time.monotonic()))
             return [[Translation(line.upper(), 0.0, 0.0, [], [])] for line in lines]
 
-    batcher = Batcher(SlowModel(), 2, 0.0, 100, workers=2)
+    model = SlowModel()
+    batcher = Batcher([model.search, model.search], 2, 0.0, 100)
 
     async def request() -> list:
         job = Job(["a", "b", "c", "d"], SearchKey(5, 1.0), 1, False, asyncio.get_running_loop())
@@ -366,6 +368,68 @@ def test_two_workers_decode_two_batches_at_once_and_a_job_split_between_them_com
     assert [nbest[0].text for nbest in results] == ["A", "B", "C", "D"]
     (name_a, start_a, end_a), (name_b, start_b, end_b) = spans
     assert name_a != name_b and start_b < end_a and start_a < end_b
+
+
+def test_idle_workers_share_the_queue_instead_of_one_taking_all_of_it():
+    """8 sentences arrive while both workers wait: each takes 4 (--max-batch 64 would let the
+    first take all 8 and leave the other idle until the answered clients come back)."""
+    import asyncio
+
+    from nmt.serve.batcher import Batcher, Job, SearchKey
+    from nmt.translate import Translation
+
+    sizes: list[int] = []
+
+    def search(lines, beam, alpha, n_best=1, attention=False):
+        time.sleep(0.1)
+        return [[Translation(line.upper(), 0.0, 0.0, [], [])] for line in lines]
+
+    batcher = Batcher([search, search], 64, 0.0, 100, on_batch=lambda size, seconds: sizes.append(size))
+
+    async def request() -> list:
+        job = Job([f"line {i}" for i in range(8)], SearchKey(5, 1.0), 1, False, asyncio.get_running_loop())
+        batcher.submit(job)
+        return await job.future
+
+    batcher.start()
+    try:
+        time.sleep(0.1)  # both workers are waiting
+        results = asyncio.run(request())
+    finally:
+        batcher.stop(timeout=30)
+    assert [nbest[0].text for nbest in results] == [f"LINE {i}" for i in range(8)]
+    assert sizes == [4, 4]
+
+
+def _worker_processes(server: Server) -> list[int]:
+    """The PIDs of the server's decoding processes (its children named by multiprocessing)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+
+
+def test_workers_are_processes_and_one_killed_fails_only_its_batch_and_comes_back(trained, translator):
+    """--workers 2 on the CPU: two decoding processes. SIGKILL both while a request decodes: that
+    request gets a 500 that says what happened, the server stays up, and the next request is
+    decoded by the workers started again, as before."""
+    s = Server(trained[0], "--workers", "2", "--max-batch", "1")
+    try:
+        pids = _worker_processes(s)
+        assert len(pids) == 2
+        inflight, out = in_thread(s.translate, SLOW)
+        s.wait_for("nmt_queue_sentences", 1)  # a long line in each worker, one line waiting
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        inflight.join(60)
+        status, data = out[0]
+        assert status == 500 and "the decoding worker stopped (exit code -9); it is started again" in data["error"]
+        assert s.request("GET", "/health")[0] == 200
+        status, data = s.translate({"src": DATES})
+        assert status == 200
+        assert [t["text"] for t in data["translations"]] == translator.translate(DATES)
+        assert set(_worker_processes(s)).isdisjoint(pids)
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
 
 
 # --- the command's own errors ---------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`nmt serve`: a translation server with micro-batching across requests and a page that shows
 the attention. uvicorn runs the ASGI app (nmt.serve.app, starlette); decoding workers (one per
-core) take the sentences of all requests from one queue (nmt.serve.batcher).
+core; on the CPU each a process of its own, nmt.serve.workers) take the sentences of all
+requests from one queue (nmt.serve.batcher).
 
 uvicorn, starlette and prometheus_client are an optional extra, `pip install 'nmt[serve]'`:
 translation and training do not need them. Importing this package needs none of them;
@@ -39,7 +40,7 @@ class Limits:
     max_bytes: int = 1_000_000  # request body (more: 413)
     max_queue: int = 2048  # sentences waiting for a batch (more: 503 with Retry-After)
     max_beam: int = 32  # the largest beam a request may ask for
-    workers: int = field(default_factory=lambda: min(64, usable_cores()))  # decoding threads, one per core
+    workers: int = field(default_factory=lambda: min(64, usable_cores()))  # decoding workers, one per core
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Limits:
@@ -90,10 +91,17 @@ def _family(host: str) -> socket.AddressFamily:
         raise NmtError(f"--host {host}: not an address of this machine ({e})") from None
 
 
-def serve(translator: Translator, sock: socket.socket, limits: Limits, models: list[str] | None = None) -> str | None:
+def serve(
+    translator: Translator,
+    sock: socket.socket,
+    limits: Limits,
+    models: list[str] | None = None,
+    searches: list | None = None,
+) -> str | None:
     """Serve on `sock` until SIGTERM or SIGINT: then stop accepting connections, finish the
     requests in flight (their sentences still get decoded), and return the signal's name.
-    models: what `translator` was loaded from (None: the latest run; several: their ensemble)."""
+    models: what `translator` was loaded from (None: the latest run; several: their ensemble);
+    searches: the decoding workers' search functions (default: threads sharing the translator)."""
     import uvicorn
 
     from nmt.checkpoint import latest_run, resolve_checkpoint
@@ -102,7 +110,7 @@ def serve(translator: Translator, sock: socket.socket, limits: Limits, models: l
     paths = [str(resolve_checkpoint(m)) for m in (models or [latest_run()])]
     name = translator.cfg.name if len(paths) == 1 else f"ensemble of {len(paths)} ({translator.cfg.name} first)"
     host, port = sock.getsockname()[:2]
-    app = create_app(translator, name, paths, limits)
+    app = create_app(translator, name, paths, limits, searches)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from nmt import __version__
 from nmt.serve import Limits
-from nmt.serve.batcher import Batcher, Job, Overloaded, SearchKey
+from nmt.serve.batcher import Batcher, Job, Overloaded, Search, SearchKey
 from nmt.serve.metrics import Metrics
 from nmt.serve.schema import RequestError, parse_json, parse_request, too_long_notes, translation_json
 from nmt.translate import Translator
@@ -62,18 +62,17 @@ async def _until_disconnect(request: Request) -> None:
 
 
 class Server:
-    """The app's state: the translator, the batcher, the metrics, the limits."""
+    """The app's state: the translator, the batcher, the metrics, the limits. searches: the
+    workers' search functions (default: limits.workers threads sharing the translator's)."""
 
-    def __init__(self, translator: Translator, name: str, paths: list[str], limits: Limits):
+    def __init__(
+        self, translator: Translator, name: str, paths: list[str], limits: Limits, searches: list[Search] | None
+    ):
         self.translator, self.name, self.paths, self.limits = translator, name, paths, limits
         self.metrics = Metrics(lambda: self.batcher.waiting)
+        searches = searches or [translator.search] * limits.workers
         self.batcher = Batcher(
-            translator,
-            limits.max_batch,
-            limits.max_wait_ms,
-            limits.max_queue,
-            on_batch=self.metrics.batch,
-            workers=limits.workers,
+            searches, limits.max_batch, limits.max_wait_ms, limits.max_queue, on_batch=self.metrics.batch
         )
 
     async def translate(self, request: Request) -> Response:
@@ -185,9 +184,12 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return _error(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
 
-def create_app(translator: Translator, name: str, paths: list[str], limits: Limits = Limits()):
-    """The ASGI app serving `translator` (an app of its own: its batcher, metrics and limits)."""
-    server = Server(translator, name, paths, limits)
+def create_app(
+    translator: Translator, name: str, paths: list[str], limits: Limits = Limits(), searches: list[Search] | None = None
+):
+    """The ASGI app serving `translator` (an app of its own: its batcher, metrics and limits);
+    searches: its workers' search functions (see Server)."""
+    server = Server(translator, name, paths, limits, searches)
     routes = [
         Route("/", server.page),
         Route("/translate", server.translate, methods=["POST"]),

@@ -10,9 +10,13 @@ for the clients it just answered to send their next sentences (`Batcher._next_ba
 whose client went away is cancelled: its waiting sentences leave the queue, and results of
 sentences already in a batch are dropped.
 
-With several workers (`--workers`) each decodes a batch of its own at the same time (torch
-releases the GIL inside its kernels): the cores work on separate batches instead of splitting
-each small product of one batch between them (README, "nmt serve", for what it measured).
+With several workers (`--workers`) each decodes a batch of its own at the same time: the cores
+work on separate batches instead of splitting each small product of one batch between them
+(README, "nmt serve", for what it measured). A worker is a thread of this process with a search
+function: the translator's own, or a decoding process's (nmt.serve.workers: on the CPU, so that
+the workers' Python does not take turns at one GIL). A worker that finds others idle takes its
+share of the queue, not all of it: with 32 clients and 2 workers, batches of 16 side by side,
+not one of 32 while the other worker waits for the answered clients to come back.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nmt.translate import Translation, Translator
+from nmt.translate import Translation
+
+#: Translator.search's signature: (lines, beam, alpha, n_best=, attention=) -> n-best lists
+Search = Callable[..., list[list[Translation]]]
 
 
 @dataclass(frozen=True)
@@ -98,28 +106,16 @@ class _Item:
 
 
 class Batcher:
-    """The queue and its decoding worker. `submit` a Job (from the event loop), await its future.
+    """The queue and its decoding workers. `submit` a Job (from the event loop), await its future.
 
-    max_batch: most sentences per search; max_wait_ms: longest the worker waits for company
+    searches: one search function per worker (Translator.search, or a decoding process's);
+    max_batch: most sentences per search; max_wait_ms: longest a worker waits for company
     after a batch (see `_next_batch`); max_queue: most sentences waiting (beyond: `Overloaded`).
     `on_batch(size, seconds)` is called after every decoded batch (metrics).
     """
 
-    def __init__(
-        self,
-        translator: Translator,
-        max_batch: int,
-        max_wait_ms: float,
-        max_queue: int,
-        on_batch=None,
-        workers: int = 1,
-    ):
-        self.translator, self.max_batch, self.max_wait, self.max_queue = (
-            translator,
-            max_batch,
-            max_wait_ms / 1000.0,
-            max_queue,
-        )
+    def __init__(self, searches: list[Search], max_batch: int, max_wait_ms: float, max_queue: int, on_batch=None):
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
         self.on_batch = on_batch or (lambda size, seconds: None)
         self._queues: dict[SearchKey, deque[_Item]] = {}
         self._waiting = 0
@@ -128,10 +124,12 @@ class Batcher:
         self._expect = 0  # sentences to wait for (up to max_wait) before the next batch
         self._free_since = 0.0  # time.monotonic() when the last batch ended
         self._window = 0.0  # how long after it to wait for its clients (at most max_wait)
+        self._idle = 0  # workers waiting in _next_batch
         self._stopping = False
         self._cond = threading.Condition()
         self._threads = [
-            threading.Thread(target=self._run, name=f"nmt-decoder-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._run, args=(search,), name=f"nmt-decoder-{i}", daemon=True)
+            for i, search in enumerate(searches)
         ]
 
     @property
@@ -189,8 +187,9 @@ class Batcher:
         return max(1, min(60, math.ceil(backlog / rate))) if rate > 0 else 1
 
     def _next_batch(self) -> tuple[SearchKey, list[_Item]] | None:
-        """Wait for the next batch: the oldest waiting sentence's queue, up to max_batch of it.
-        None: stopping and all done.
+        """Wait for the next batch: the oldest waiting sentence's queue, up to max_batch of it,
+        and no more than its share when other workers wait too (a ceil(1/idle) part). None:
+        stopping and all done.
 
         It starts when the batch is full, or when the clients the last batch answered are back
         (`_expect` sentences waiting: those that waited through it, plus one per request it
@@ -200,10 +199,12 @@ class Batcher:
         requests, queued during the last batch, start the next one at once, alone); waiting for
         them costs at most a quarter of a batch's time."""
         with self._cond:
+            self._idle += 1
             while True:
                 queues = [(q[0].since, key) for key, q in self._queues.items() if q]
                 if not queues:
                     if self._stopping:
+                        self._idle -= 1
                         return None
                     self._cond.wait()
                     continue
@@ -211,23 +212,25 @@ class Batcher:
                 queue = self._queues[key]
                 left = self._free_since + self._window - time.monotonic()
                 if len(queue) >= self.max_batch or self._waiting >= self._expect or left <= 0 or self._stopping:
-                    items = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
+                    share = min(self.max_batch, math.ceil(len(queue) / self._idle))
+                    self._idle -= 1
+                    items = [queue.popleft() for _ in range(share)]
                     self._waiting -= len(items)
                     self._busy += len(items)
                     return key, items
                 self._cond.wait(left)
 
-    def _run(self) -> None:
+    def _run(self, search: Search) -> None:
         while (batch := self._next_batch()) is not None:
             start = time.monotonic()
-            self._decode(*batch)
+            self._decode(search, *batch)
             with self._cond:
                 self._busy -= len(batch[1])
                 self._expect = min(self.max_batch, self._waiting + len({id(item.job) for item in batch[1]}))
                 self._free_since = time.monotonic()
                 self._window = min(self.max_wait, (self._free_since - start) / 4)
 
-    def _decode(self, key: SearchKey, items: list[_Item]) -> None:
+    def _decode(self, search: Search, key: SearchKey, items: list[_Item]) -> None:
         """One search for the batch; each line's n-best list goes to its job."""
         items = [item for item in items if not item.job.cancelled]
         if not items:
@@ -237,7 +240,7 @@ class Batcher:
         attention = any(item.job.attention for item in items)
         start = time.perf_counter()
         try:
-            results = self.translator.search(lines, key.beam, key.alpha, n_best=n_best, attention=attention)
+            results = search(lines, key.beam, key.alpha, n_best=n_best, attention=attention)
         except Exception as error:  # noqa: BLE001 - fail these requests, keep serving the others
             for job in {id(item.job): item.job for item in items}.values():
                 job.fail(error)
