@@ -31,6 +31,8 @@ from nmt.translate import Translator
 
 #: what a worker needs of a checkpoint state (the optimizer's is not sent)
 STATE_KEYS = ("format", "config", "tokenizers", "model")
+#: longest a worker may take to import torch and build its model
+START_SECONDS = 600
 
 
 class WorkerDied(RuntimeError):
@@ -74,7 +76,7 @@ class WorkerProcess:
             if not self.process.is_alive():
                 self.close()
                 self.start()
-                self.ready()
+                self.ready(timeout=START_SECONDS)
             try:
                 self.conn.send_bytes(pickle.dumps((lines, beam, alpha, n_best, attention)))
                 status, value = pickle.loads(self.conn.recv_bytes())
@@ -157,7 +159,7 @@ def start_workers(
         for worker in workers:
             worker.start()
         for worker in workers:
-            worker.ready(timeout=600)
+            worker.ready(timeout=START_SECONDS)
     except BaseException:
         for worker in workers:
             worker.close(timeout=1.0)
