@@ -39,13 +39,14 @@ SLOW = {"src": [LONG] * 3, "beam": 32, "n_best": 32}
 class Server:
     """`nmt serve -m RUN --port 0 OPTIONS` in a subprocess; its address read from its first line."""
 
-    def __init__(self, run: Path, *options: str):
+    def __init__(self, run: Path, *options: str, new_session: bool = False):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nmt", "serve", "-m", str(run), "--port", "0", *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO_ROOT,
+            start_new_session=new_session,  # a process group of its own, as a terminal's job is
         )
         line = self._first_line(timeout=120)
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -430,6 +431,44 @@ def test_workers_are_processes_and_one_killed_fails_only_its_batch_and_comes_bac
     finally:
         code, err = s.stop()
     assert code == 0, err
+
+
+def test_ctrl_c_to_the_process_group_finishes_the_request_in_flight(trained):
+    """Ctrl-C in a terminal sends SIGINT to the server and its worker processes alike: the
+    workers leave it to the server, which finishes the request in flight, then ends them."""
+    s = Server(trained[0], "--workers", "2", "--max-batch", "1", new_session=True)
+    pids = _worker_processes(s)
+    inflight, out = in_thread(s.translate, {**SLOW, "src": [LONG, LONG, "3 May 1979"]})
+    s.wait_for("nmt_queue_sentences", 1)  # a long line in each worker, one line waiting
+    os.killpg(s.process.pid, signal.SIGINT)
+    inflight.join(60)
+    s.process.wait(60)  # it stops by itself
+    code, err = s.stop()
+    status, data = out[0]
+    assert status == 200 and data["translations"][2]["text"] == "1979-05-03"
+    assert code == 0 and err.strip().splitlines()[-1].startswith("nmt: server stopped (SIGINT)"), err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_worker_processes_end_when_the_server_is_killed(trained):
+    """SIGKILL leaves the server no time to end its workers: they see their pipe close and exit."""
+    s = Server(trained[0], "--workers", "2")
+    pids = _worker_processes(s)
+    assert s.translate({"src": DATES})[0] == 200
+    s.process.kill()
+    s.process.wait(30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "the worker processes outlived their server"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 # --- the command's own errors ---------------------------------------------------------------
