@@ -1,7 +1,7 @@
 """The ASGI app of `nmt serve` (starlette): the endpoints, the page, and the request limits.
 
 POST /translate   JSON in and out (nmt.serve.schema); sentences go through the batcher
-GET  /health      200 {"status": "ok"} while the decoding worker runs, else 503
+GET  /health      200 {"status": "ok"} while the decoding workers run, else 503
 GET  /info        the model, a summary of its config, the decoding defaults, the limits, nmt's version
 GET  /metrics     Prometheus text format (nmt.serve.metrics)
 GET  /            the page (nmt/serve/page: plain HTML, JS and CSS served from here; no build step)
