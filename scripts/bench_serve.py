@@ -16,7 +16,10 @@ its sentences/s count the decoding only (the wall time of the command minus that
 command on an empty file, which loads the model and exits), measured before and after the loads
 and averaged (the machine's load may drift); "vs file" is against the faster of the two. The
 outputs of the server (at each concurrency) are compared with the file translation's, line by
-line. Also reported: the mean batch the server decoded (from its /metrics).
+line. Also reported: the mean batch the server decoded (from its /metrics), the cores the
+server used during each load (its process and its worker processes, from /proc/PID/stat), how
+many workers were decoding on average (the batches' decoding seconds per second, from /metrics),
+and after the loads the PSS of the server and of each of its child processes (/proc/PID/smaps_rollup).
 
 The sentences: --src (a text file, .gz too), else the run's test split source (data.test).
 Only loopback traffic; the clients share the machine's cores with the server.
@@ -58,19 +61,46 @@ def start_server(model: str, options: list[str]) -> tuple[subprocess.Popen, int]
     return process, int(found.group(1))
 
 
-def batches(port: int) -> tuple[float, float]:
-    """(batches decoded, sentences in them) so far, from the server's /metrics."""
+def batches(port: int) -> tuple[float, float, float]:
+    """(batches decoded, sentences in them, seconds spent decoding them) so far, from /metrics."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
     value = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
-    return value("nmt_batch_sentences_count"), value("nmt_batch_sentences_sum")
+    return value("nmt_batch_sentences_count"), value("nmt_batch_sentences_sum"), value("nmt_batch_seconds_sum")
 
 
-def load(port: int, sentences: list[str], concurrency: int, beam: int, max_seconds: float) -> dict:
-    """N single-sentence requests from `concurrency` client threads: throughput, latencies, the
-    mean batch the server decoded, outputs."""
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (the server's worker processes), from /proc."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        for task in Path(f"/proc/{tree[i]}/task").glob("*/children"):
+            tree += [int(child) for child in task.read_text().split()]
+        i += 1
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each process so far."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def pss_mb(pid: int) -> float:
+    """The process's proportional set size in MB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load(port: int, pid: int, sentences: list[str], concurrency: int, beam: int, max_seconds: float) -> dict:
+    """N single-sentence requests from `concurrency` client threads to the server (process
+    `pid`): throughput, latencies, the mean batch the server decoded, the cores it used, outputs."""
     latencies: list[float] = []
     outputs: list[str | None] = [None] * len(sentences)
     errors: list[str] = []
@@ -99,14 +129,14 @@ def load(port: int, sentences: list[str], concurrency: int, beam: int, max_secon
         conn.close()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
-    before = batches(port)
+    before, cpu_before = batches(port), cpu_seconds(process_tree(pid))
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    after = batches(port)
+    after, cpu_after = batches(port), cpu_seconds(process_tree(pid))
     if errors:
         sys.exit(f"bench_serve: {len(errors)} requests failed, e.g. {errors[0]}")
     q = statistics.quantiles(latencies, n=100, method="inclusive")
@@ -120,6 +150,8 @@ def load(port: int, sentences: list[str], concurrency: int, beam: int, max_secon
         "p95_ms": round(1000 * q[94], 1),
         "p99_ms": round(1000 * q[98], 1),
         "mean_batch": round((after[1] - before[1]) / max(after[0] - before[0], 1), 1),
+        "server_cores": round(sum(cpu_after[p] - cpu_before[p] for p in cpu_after if p in cpu_before) / wall, 2),
+        "workers_decoding": round((after[2] - before[2]) / wall, 2),
         "outputs": outputs,
     }
 
@@ -178,13 +210,14 @@ def main() -> None:
     files = {threads: file_translation(args.model, sentences, args.beam, threads) for threads in (0, 1)}
     process, port = start_server(args.model, args.serve_option)
     try:
-        load(port, sentences[:16], 4, args.beam, 60)  # warm-up
-        results = [load(port, sentences, c, args.beam, args.max_seconds) for c in levels]
+        load(port, process.pid, sentences[:16], 4, args.beam, 60)  # warm-up
+        results = [load(port, process.pid, sentences, c, args.beam, args.max_seconds) for c in levels]
+        memory = {pid: round(pss_mb(pid)) for pid in process_tree(process.pid)}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
     after = {threads: file_translation(args.model, sentences, args.beam, threads) for threads in (0, 1)}
-    report(args, results, {t: _mean_rate(files[t], after[t]) for t in files})
+    report(args, results, {t: _mean_rate(files[t], after[t]) for t in files}, memory)
 
 
 def _mean_rate(before: tuple, after: tuple) -> tuple:
@@ -193,15 +226,18 @@ def _mean_rate(before: tuple, after: tuple) -> tuple:
     return (before[0] + after[0]) / 2, before[1], (before[2] + after[2]) / 2
 
 
-def report(args, results: list[dict], files: dict) -> None:
-    """The table (Markdown), against the faster of the two file translations."""
+def report(args, results: list[dict], files: dict, memory: dict[int, int]) -> None:
+    """The table (Markdown), against the faster of the two file translations; the processes' PSS."""
     print(f"nmt serve, {args.model}, beam {args.beam}, {args.requests} single-sentence requests per concurrency")
     for threads, (rate, _, startup) in files.items():
         how = "torch's default threads" if threads == 0 else f"OMP_NUM_THREADS={threads}"
         print(f"nmt translate -i FILE, same sentences, {how}: {rate:.1f} sentences/s (startup {startup:.1f} s apart)")
     file_rate, file_outputs, _ = max(files.values(), key=lambda f: f[0])
-    print("| clients | requests/s | sentences/s | vs file | p50 ms | p95 ms | p99 ms | mean batch | same as file |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| clients | requests/s | sentences/s | vs file | p50 ms | p95 ms | p99 ms | mean batch | same as file "
+        "| server cores | workers decoding |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     base = results[0]["requests_per_s"]
     for r in results:
         same = sum(a == b for a, b in zip(r["outputs"], file_outputs) if a is not None)
@@ -211,12 +247,15 @@ def report(args, results: list[dict], files: dict) -> None:
         print(
             f"| {r['concurrency']} | {r['requests_per_s']:.1f} | {r['sentences_per_s']:.1f} | "
             f"{100 * r['vs_file']:.0f}% | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['mean_batch']:.1f} | {same}/{r['requests']} |"
+            f"{r['mean_batch']:.1f} | {same}/{r['requests']} | {r['server_cores']:.2f} | {r['workers_decoding']:.2f} |"
         )
+    server, *children = memory.values()
+    print(f"PSS after the loads: the server {server} MB, its {len(children)} child process(es) {children} MB")
     if args.json:
         kept = [{k: v for k, v in r.items() if k != "outputs"} for r in results]
         rates = {f"threads_{t}": f[0] for t, f in files.items()}
-        Path(args.json).write_text(json.dumps({"file_sentences_per_s": rates, "loads": kept}, indent=1))
+        record = {"file_sentences_per_s": rates, "loads": kept, "pss_mb": list(memory.values())}
+        Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
