@@ -394,7 +394,10 @@ def test_idle_workers_share_the_queue_instead_of_one_taking_all_of_it():
 
     batcher.start()
     try:
-        time.sleep(0.1)  # both workers are waiting
+        deadline = time.monotonic() + 30
+        while batcher._idle < 2:  # both workers are waiting for sentences
+            assert time.monotonic() < deadline, "the workers never started waiting"
+            time.sleep(0.01)
         results = asyncio.run(request())
     finally:
         batcher.stop(timeout=30)
