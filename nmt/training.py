@@ -313,7 +313,7 @@ class Trainer:
         fewer than W are left out (they are other batches in the next epoch's order)."""
         p, W, t0 = self.progress, self.procs.world_size, time.time()
         batches = self.sampler.epoch_batches(p.epoch)
-        if time.time() - t0 > 1:  # a large corpus: say what the pause was (~5 CPU-s at 3M pairs)
+        if time.time() - t0 > 1:  # a large corpus: say what the pause was (~1.7 CPU-s at 3M pairs)
             self.log(f"epoch {p.epoch}: {len(batches):,} batches ({time.time() - t0:.1f}s)")
         if len(batches) < W:
             raise DataError(

@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -216,6 +217,7 @@ def bench_size(n: int, out: Path, first_train: bool, torchrun: bool) -> dict:
     sets = [f"data.train={prefix}", "data.dev=''", "data.test=''", f"run_dir={run_dir}", "training.log_every=1"]
     config = [str(REPO / "configs/multi30k_de_en.yaml")] + [a for s in sets for a in ("--set", s)]
     r: dict = {"pairs": n}
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's corpus would be reused, not encoded
     prep = run_rss(NMT + ["prepare", *config, "--overwrite"], out)
     spm = re.search(r"sentencepiece: .*\(([\d.]+)s\)", prep["stderr"])
     enc = re.search(r"encoded ([\d,]+) pairs in ([\d.]+)s \(([\d,]+) pairs/s, (\d+) threads", prep["stderr"])
