@@ -107,10 +107,11 @@ def average_states(states: list[dict], names: list[str]) -> dict[str, torch.Tens
 
 
 def check_destination(output: str | Path) -> None:
-    """Refuse to overwrite training's own files (step-N.pt, best.pt, last.pt in a checkpoints folder)."""
-    path = Path(output)
+    """Refuse to overwrite training's own files (step-N.pt, best.pt, last.pt in a checkpoints
+    folder), however the path reaches them (relative, through a symbolic link)."""
+    path = Path(output).resolve()
     if path.parent.name == CHECKPOINT_DIR and (path.name in ("best.pt", "last.pt") or STEP_FILE.fullmatch(path.name)):
-        raise DataError(f"{path}: is one of training's own checkpoints; write the average under another name")
+        raise DataError(f"{output}: is one of training's own checkpoints; write the average under another name")
 
 
 def int8_storage(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

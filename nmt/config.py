@@ -70,7 +70,7 @@ class DataConfig:
     dev: str = _f("", help="dev prefix: validation loss and BLEU, early stopping")
     test: str = _f("", help="test prefix: nmt evaluate, and the score after training")
     generate: Literal["dates"] | None = _f(
-        None, help="write the built-in task's files at the prefixes' folder if missing"
+        None, help="write the built-in task's missing files where a prefix is DIR/train, DIR/dev or DIR/test"
     )
     max_src_length: int = _f(100, AT_LEAST_ONE, "drop training pairs with longer source (subwords)")
     max_tgt_length: int = _f(100, AT_LEAST_ONE, "drop training pairs with longer target (subwords)")

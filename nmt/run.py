@@ -22,8 +22,8 @@ from nmt import distributed, runtime
 from nmt.checkpoint import checkpoint_path, checkpoint_tokenizers, remember_run
 from nmt.config import Config, config_from_dict, config_to_dict, load_config, save_config
 from nmt.data.binary import BinaryCorpus
-from nmt.data.corpus import split_path
-from nmt.data.prepare import Split, prepare_data
+from nmt.data.corpus import LineReader, parallel_blocks, split_path
+from nmt.data.prepare import Split, generate_data, prepare_data
 from nmt.data.tokenizer import Tokenizer, save_tokenizers
 from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency
 from nmt.evaluate import evaluate_split
@@ -188,17 +188,22 @@ def _absolute_paths(cfg: Config) -> Config:
 
 
 def _check_data_files(cfg: Config) -> None:
-    """Every data file the run reads exists and is readable (unless nmt generates it)."""
+    """Every data file the run reads exists and is readable (the dates task's are generated
+    first), and the test split, used only once training is over, is read through now: a broken
+    or missing test file stops the command before anything is deleted or trained."""
     d = cfg.data
     if not d.train:
         raise ConfigError("data.train: expected the prefix of the training files, got nothing")
-    if d.generate == "dates":
-        return
+    generate_data(cfg)
     for prefix in (d.train, d.dev, d.test):
         for lang in (d.src_lang, d.tgt_lang) if prefix else ():
             path = split_path(prefix, lang)
             if not os.access(path, os.R_OK):
                 raise DataError(f"{path}: cannot read (permission denied)")
+    if d.test:  # invalid UTF-8, a broken .gz, sides of different lengths: a DataError
+        sides = (LineReader(split_path(d.test, lang)) for lang in (d.src_lang, d.tgt_lang))
+        for _ in parallel_blocks(*sides):
+            pass
 
 
 def _check_tokenizer_files(cfg: Config) -> None:

@@ -91,6 +91,12 @@ def test_too_few_step_files_and_trainings_own_names(run, tmp_path, nmt_cli, one_
     with pytest.raises(DataError, match="one of training's own checkpoints"):
         average(choose_steps(copy, last=2), copy / "checkpoints" / "last.pt")
     assert (copy / "checkpoints" / "last.pt").read_bytes() == before
+    # however the path is written: relative from inside the folder, or through a link to it
+    (tmp_path / "link").symlink_to(copy / "checkpoints")
+    for cwd, output in ((copy / "checkpoints", "best.pt"), (copy / "checkpoints", "./last.pt"), (tmp_path, "link/last.pt")):
+        result = nmt_cli("average", copy, "--last", "1", "-o", output, cwd=cwd)
+        assert "one of training's own checkpoints" in one_line_error(result, "data error", 1)
+    assert (copy / "checkpoints" / "last.pt").read_bytes() == before
 
 
 def test_a_run_directory_needs_last_or_best(run, tmp_path, capsys):

@@ -325,6 +325,29 @@ def test_train_refuses_an_existing_run_unless_overwrite(trained, nmt_cli, tmp_pa
     assert load_config(copy / "config.yaml").training.max_steps == 20
 
 
+@pytest.mark.parametrize(
+    "test_files,expected",
+    [
+        ({}, "no such file"),  # no test split at that prefix
+        ({"src": b"1 May 1990\n\xe9t\xe9\n", "tgt": b"1990-05-01\nx\n"}, "line 2: invalid UTF-8"),
+        ({"src": b"1 May 1990\n2 May 1990\n", "tgt": b"1990-05-01\n"}, "2 lines"),
+    ],
+)
+def test_overwrite_with_a_bad_test_split_deletes_nothing(
+    trained, nmt_cli, tmp_path, one_line_error, test_files, expected
+):
+    """The test split is read only after training; --overwrite checks it before the old run goes."""
+    run_dir, data, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = {path: path.read_bytes() for path in copy.rglob("*") if path.is_file() and path.name != "train.lock"}
+    for side, content in test_files.items():
+        (tmp_path / f"broken.{side}").write_bytes(content)
+    result = nmt_cli(*train_args(copy, data, f"data.test={tmp_path}/broken", "training.max_steps=20"), "--overwrite")
+    assert expected in one_line_error(result, "data error", 1)
+    assert {path: path.read_bytes() for path in before} == before  # nothing deleted, replaced or trained
+
+
 # --- data errors ---------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from nmt.config import Config
 from nmt.data.binary import CORPUS_FILE, BinaryCorpus, CorpusWriter, read_header
 from nmt.data.corpus import LineReader, parallel_blocks, read_parallel, split_path
-from nmt.data.dates import ensure_dates_data
+from nmt.data.dates import SPLITS, ensure_dates_data
 from nmt.data.progress import stage
 from nmt.data.tokenizer import Tokenizer, build_tokenizers
 from nmt.errors import CheckpointError, ConfigError, DataError
@@ -51,6 +51,16 @@ def _encode(prefix: str, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) ->
     return Split(src, tgt, src_tok.encode(src), tgt_tok.encode(tgt))
 
 
+def generate_data(cfg: Config) -> None:
+    """data.generate "dates": write the dates task's files that a split's prefix names (DIR/train,
+    DIR/dev or DIR/test) and that do not exist yet. Another prefix is the user's own file."""
+    d = cfg.data
+    if d.generate == "dates":
+        for prefix in {d.train, d.dev, d.test} - {""}:
+            if Path(prefix).name in SPLITS:
+                ensure_dates_data(Path(prefix).parent)
+
+
 def prepare_data(
     cfg: Config, log: Log, tokenizers: tuple[Tokenizer, Tokenizer] | None = None
 ) -> tuple[Tokenizer, Tokenizer, BinaryCorpus, Split | None]:
@@ -60,9 +70,7 @@ def prepare_data(
     d = cfg.data
     if not d.train:
         raise ConfigError("data.train: expected the prefix of the training files, got nothing")
-    if d.generate == "dates":
-        for prefix in {d.train, d.dev, d.test} - {""}:
-            ensure_dates_data(Path(prefix).parent)
+    generate_data(cfg)
     paths = (split_path(d.train, d.src_lang), split_path(d.train, d.tgt_lang))
     inputs = [_file_stats(path) for path in paths]
     cache = Path(cfg.run_dir) / CORPUS_FILE
