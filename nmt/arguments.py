@@ -97,8 +97,8 @@ def _add_translate(sub) -> None:
         action="store_true",
         help="sample from the model instead of searching (--n-best K: K samples per line)",
     )
-    tr.add_argument("--temperature", type=float, default=1.0, help="sampling: divide the logits by T (default 1)")
-    tr.add_argument("--top-k", type=int, default=0, help="sampling: only among the K likeliest tokens (0: all)")
+    tr.add_argument("--temperature", type=float, help="sampling: divide the logits by T (default 1)")
+    tr.add_argument("--top-k", type=int, help="sampling: only among the K likeliest tokens (default 0: all)")
     tr.add_argument("--seed", type=int, help="sampling: random seed (same seed, same samples)")
     tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
 
@@ -106,7 +106,7 @@ def _add_translate(sub) -> None:
 def _add_analyze(sub) -> None:
     an = sub.add_parser("analyze", help="beam-search error analysis: search errors or model errors?")
     _eval_data_options(an)
-    an.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
+    an.add_argument("--beam", type=_decoding_list("beam_size"), default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
     an.add_argument(
         "--alpha", type=_decoding_value("alpha"), help="length normalisation exponent; default: decoding.alpha"
     )
@@ -117,9 +117,12 @@ def _add_analyze(sub) -> None:
 def _add_tune(sub) -> None:
     tu = sub.add_parser("tune", help="choose beam size and alpha on dev data")
     _eval_data_options(tu)
-    tu.add_argument("--beam", type=_int_list, default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
+    tu.add_argument("--beam", type=_decoding_list("beam_size"), default=[1, 3, 5, 10], help="beam sizes, e.g. 1,3,5,10")
     tu.add_argument(
-        "--alpha", type=_float_list, default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2], help="alphas, e.g. 0,0.5,1"
+        "--alpha",
+        type=_decoding_list("alpha"),
+        default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2],
+        help="alphas, e.g. 0,0.5,1",
     )
     tu.add_argument("--plot", metavar="PNG", help="where to draw BLEU against alpha (default: RUN_DIR/tune.png)")
     tu.add_argument("--no-plot", action="store_true", help="draw nothing")
@@ -146,7 +149,13 @@ def _add_evaluate(sub) -> None:
         help="evaluate this model (an averaged checkpoint, another run) instead of the run's own; with -o; "
         "repeated: their ensemble",
     )
-    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    e.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (decoding.KEY: on the run's search defaults; --beam and --alpha on top)",
+    )
 
 
 def _add_bleu(sub) -> None:
@@ -156,14 +165,19 @@ def _add_bleu(sub) -> None:
     b.add_argument("--chrf", action="store_true", help="also chrF")
     b.add_argument("--ter", action="store_true", help="also TER")
     b.add_argument("--json", action="store_true", help="print JSON")
-    b.add_argument("-w", "--width", type=int, default=1, help="decimals of the scores (as sacrebleu -w)")
+    b.add_argument("-w", "--width", type=_int_in(0, 20), default=1, help="decimals of the scores (as sacrebleu -w)")
     b.add_argument(
         "--compare",
         metavar="HYP_B",
         help="is HYP_B better than HYP? sacrebleu's paired bootstrap and approximate randomisation tests",
     )
-    b.add_argument("--paired-bs-n", type=int, default=1000, help="--compare: bootstrap resamples (default 1000)")
-    b.add_argument("--paired-ar-n", type=int, default=10000, help="--compare: randomisation trials (default 10000)")
+    # upper bounds: sacrebleu's bootstrap holds resamples x sentences indices at once (10,000 x 3,000: 240 MB)
+    b.add_argument(
+        "--paired-bs-n", type=_int_in(1, 10_000), default=1000, help="--compare: bootstrap resamples (default 1000)"
+    )
+    b.add_argument(
+        "--paired-ar-n", type=_int_in(1, 100_000), default=10000, help="--compare: randomisation trials (default 10000)"
+    )
 
 
 def _add_serve(sub) -> None:
@@ -212,10 +226,13 @@ def _int_in(least: int, most: int):
 
 def _milliseconds(text: str) -> float:
     """An argparse type: one number >= 0 (and at most an hour of milliseconds)."""
-    values = _float_list(text)
-    if len(values) != 1 or values[0] > 3_600_000:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3_600_000:  # nan too
         raise argparse.ArgumentTypeError(f"expected one number from 0 to 3600000, got {text!r}")
-    return values[0]
+    return value
 
 
 def _add_score(sub) -> None:
@@ -242,23 +259,17 @@ def _add_average(sub) -> None:
     av.add_argument("--int8", action="store_true", help="store the weight matrices in int8: a quarter of the size")
 
 
-def _number_list(convert: type, least: int, what: str):
-    """An argparse type for comma-separated values, each >= least: '1,3,5' -> [1, 3, 5]."""
+def _decoding_list(key: str):
+    """An argparse type for comma-separated values of decoding.KEY, each checked as _decoding_value checks one."""
+    one = _decoding_value(key)
 
     def parse(text: str) -> list:
-        try:
-            values = [convert(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what} separated by commas, got {text!r}") from None
-        if not values or min(values) < least:
-            raise argparse.ArgumentTypeError(f"expected {what} >= {least} separated by commas, got {text!r}")
+        values = [one(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected values separated by commas, got {text!r}")
         return values
 
     return parse
-
-
-_int_list = _number_list(int, 1, "integers")
-_float_list = _number_list(float, 0, "numbers")
 
 
 def _decoding_value(key: str):
@@ -288,30 +299,49 @@ def _number(text: str) -> int | float | str:
 
 
 def bad_combination(args: argparse.Namespace) -> str | None:
-    """A message for sampling options out of range or used together with what they exclude, or None."""
-    if getattr(args, "temperature", 1.0) <= 0:
-        return f"--temperature: expected a number > 0, got {args.temperature}"
-    if getattr(args, "top_k", 0) < 0:
-        return f"--top-k: expected an integer >= 0, got {args.top_k}"
-    for option in ("paired_bs_n", "paired_ar_n"):
-        if getattr(args, option, 1) < 1:
-            return f"--{option.replace('_', '-')}: expected an integer >= 1, got {getattr(args, option)}"
+    """A message for options out of range, empty file names, or options used together with what
+    they exclude; or None."""
+    for option in ("input", "output", "target", "src", "ref", "plot", "plot_attention"):
+        if getattr(args, option, None) == "":
+            return f"--{option.replace('_', '-')}: expected a file name, got ''"
+    if args.command == "translate":
+        return _bad_translate(args)
     if getattr(args, "max_queue", 1) < getattr(args, "max_sentences", 0):
         return f"--max-queue ({args.max_queue}) must hold one request of --max-sentences ({args.max_sentences})"
     if args.command == "score" and (args.input is None) != (args.target is None):
         return "-i and -t go together (or give SOURCE<TAB>TARGET lines on stdin)"
     if args.command == "average":
         return _bad_average(args)
-    if getattr(args, "sample", False) and args.plot_attention:
+    if getattr(args, "src", None) and getattr(args, "split", None):
+        return f"--split {args.split} and --src: one or the other"
+    return None
+
+
+def _bad_translate(args: argparse.Namespace) -> str | None:
+    """`nmt translate`: the sampling options only with --sample, in range; search's without it."""
+    sampling = {"--temperature": args.temperature, "--top-k": args.top_k, "--seed": args.seed}
+    if not args.sample:
+        given = [name for name, value in sampling.items() if value is not None]
+        return f"{given[0]}: an option of sampling; add --sample" if given else None
+    if args.beam is not None:
+        return "--beam: an option of beam search; --sample draws instead"
+    if args.plot_attention:
         return "--plot-attention: draws the search's attention; not with --sample"
+    if args.temperature is not None:
+        from nmt.translate import temperature_error
+
+        if error := temperature_error(args.temperature):
+            return f"--{error}"
+    if args.top_k is not None and args.top_k < 0:
+        return f"--top-k: expected an integer >= 0, got {args.top_k}"
     return None
 
 
 def _bad_average(args: argparse.Namespace) -> str | None:
     """`nmt average`: a run directory with --last or --best N >= 1, or checkpoint files without them."""
-    n = args.last or args.best
+    n = args.last if args.last is not None else args.best
     option = "--last" if args.last is not None else "--best"
-    if (args.last or args.best) is not None and n < 1:
+    if n is not None and n < 1:
         return f"{option}: expected an integer >= 1, got {n}"
     if len(args.sources) == 1 and n is None and Path(args.sources[0]).is_dir():
         return "give --last N or --best N with a run directory (or checkpoint files)"

@@ -128,12 +128,15 @@ def save_step(state: dict[str, Any], run_dir: Path, best: bool, keep_last: int, 
 
 
 def _check_expanded_size(path: Path) -> None:
-    """Refuse a zip whose entries declare more than MAX_UNCOMPRESSED_BYTES in all (not a zip: torch decides)."""
+    """Refuse a file that is not a zip (what torch.save writes; a YAML file, a sentencepiece model,
+    a checkpoint cut short), and a zip whose entries declare more than MAX_UNCOMPRESSED_BYTES."""
     try:
         with zipfile.ZipFile(path) as archive:
             total = sum(info.file_size for info in archive.infolist())
-    except Exception:  # noqa: BLE001 - not a readable zip: torch.load says what it is
-        return
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except Exception:  # noqa: BLE001 - zipfile's BadZipFile, or a damaged directory of entries
+        raise CheckpointError(f"{path}: not a checkpoint, or one cut short (not a zip file of torch.save)") from None
     if total > MAX_UNCOMPRESSED_BYTES:
         raise CheckpointError(
             f"{path}: refused to load: its entries would expand to {total / 2**30:.1f} GiB, more than "

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from nmt.arguments import bad_combination, build_parser
-from nmt.errors import ConfigError, NmtError
+from nmt.errors import ConfigError, DataError, NmtError
+from nmt.files import check_folder, check_output, write_lines
 
 #: what drawing a picture can fail with once the results are safe: no matplotlib
 #: (MissingDependency), a figure too large to draw (matplotlib's ValueError), an unwritable place
@@ -34,30 +35,9 @@ def _read_input(path: str | None) -> list[str]:
 
     if path and path != "-":
         return read_lines(path)
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise DataError("no standard input (it is closed): give the input file with -i")
     return decode_lines(sys.stdin.buffer.read(), "<stdin>")
-
-
-def _to_file(path: str | None) -> bool:
-    return bool(path) and path != "-"
-
-
-def _check_output(path: str | Path | None) -> None:
-    """Before any model is loaded: a DataError unless the output file can be written."""
-    if path is not None and _to_file(str(path)):
-        from nmt.files import check_output
-
-        check_output(path)
-
-
-def _write_output(path: str | None, lines: list[str]) -> None:
-    """Write lines to stdout, or to a file (atomically; devices and FIFOs in place: nmt.files)."""
-    if _to_file(path):
-        from nmt.files import write_lines
-
-        write_lines(path, lines)
-        return
-    sys.stdout.write("".join(line + "\n" for line in lines))
-    sys.stdout.flush()
 
 
 def _load_translator(model: str | Path | None, args: argparse.Namespace):
@@ -96,12 +76,15 @@ def _reason(error: BaseException) -> str:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    _check_output(args.output)
+    check_output(args.output)
+    if args.plot_attention:
+        check_folder(args.plot_attention)
     translator = _load_translator(args.model, args)
     lines = _read_input(args.input)
     n = args.n_best or translator.cfg.decoding.n_best
     if args.sample:
-        results = translator.sample(lines, n, args.temperature, args.top_k, args.seed)
+        temperature = 1.0 if args.temperature is None else args.temperature
+        results = translator.sample(lines, n, temperature, args.top_k or 0, args.seed)
     else:
         results = translator.search(
             lines, args.beam, args.alpha, args.n_best, attention=bool(args.plot_attention), no_unk=args.no_unk
@@ -110,7 +93,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:
         out = [nbest[0].text for nbest in results]
-    _write_output(args.output, out)  # the results first: drawing must not lose them
+    write_lines(args.output, out)  # the results first: drawing must not lose them
     _note_long_lines(translator, lines)
     if args.plot_attention:
         _plot_attention(Path(args.plot_attention), lines, results)
@@ -183,6 +166,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     if args.plot and not args.no_plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot: expected a file name ending in .png, got {args.plot!r}")
+    if args.plot and not args.no_plot:
+        check_output(args.plot)
     check_eval_choice(args.split, args.src, args.ref)  # before the model is loaded
     target = tuning.TuneTarget.find(args.model, write=args.write)
     translator = _load_translator(target.checkpoint, args)
@@ -217,15 +202,16 @@ def _draw_tune(results: list, path: str | Path) -> None:
 def cmd_plot(args: argparse.Namespace) -> int:
     from nmt.plots import learning_curves_png
 
+    check_output(args.output)
     print(learning_curves_png(args.run_dir, args.output))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nmt.config import load_config
+    from nmt.config import config_from_dict, config_to_dict, load_config
     from nmt.evaluate import NO_SPLIT_TO_EVALUATE, eval_data, translate_and_score
 
-    _check_output(args.output)  # before the config and the model are loaded
+    check_output(args.output)  # before the config and the model are loaded
     target = Path(args.target)
     cfg = None if target.is_dir() else load_config(target, args.set)
     run_dir = target if cfg is None else Path(cfg.run_dir)
@@ -234,7 +220,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else run_dir / f"{args.split}.hyp"
     translator = _load_translator(args.model or run_dir, args)
     if not args.output:
-        _check_output(out)  # the run's own file, once the run is known to be there: before decoding
+        check_output(out)  # the run's own file, once the run is known to be there: before decoding
+    if cfg is None and args.set:  # RUN_DIR --set KEY=VALUE: on the run's own config, checked as a config's
+        cfg = config_from_dict(config_to_dict(translator.cfg), args.set)
+    _set_decoding(translator, [item for item in args.set if item.strip().startswith("decoding.")])
     # the split's prefix comes from CONFIG (or the run's config), its languages from the run
     splits = translator.cfg.data if cfg is None else cfg.data
     src, ref, prefix = eval_data(translator.cfg.data, args.split, splits=splits, missing=NO_SPLIT_TO_EVALUATE)
@@ -245,6 +234,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"chrF = {scores.chrf:.2f}  {scores.chrf_signature}")
     print(f"exact match = {100 * scores.accuracy:.2f}%")
     return 0
+
+
+def _set_decoding(translator, overrides: list[str]) -> None:
+    """`--set decoding.KEY=VALUE ...` on the search defaults of the model (the run's, with what
+    `nmt tune --write` stored); --beam and --alpha still come on top."""
+    if overrides:
+        from nmt.config import config_from_dict, config_to_dict
+
+        translator.cfg.decoding = config_from_dict(config_to_dict(translator.cfg), overrides).decoding
 
 
 def cmd_bleu(args: argparse.Namespace) -> int:
@@ -299,19 +297,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from nmt.scoring import read_pairs, score_pairs
 
-    _check_output(args.output)
+    check_output(args.output)
     stdin = None if args.input else _read_input(None)
     sources, targets = read_pairs(args.input, args.target, stdin)  # bad input: before the model loads
     translator = _load_translator(args.model, args)
     scores = score_pairs(translator, sources, targets, args.alpha)
-    _write_output(args.output, ["" if s is None else s.line() for s in scores])
+    write_lines(args.output, ["" if s is None else s.line() for s in scores])
     return 0
 
 
 def cmd_average(args: argparse.Namespace) -> int:
     from nmt.average import average, choose_steps
 
-    _check_output(args.output)
+    check_output(args.output)
     if args.last or args.best:
         paths = choose_steps(args.sources[0], args.last, args.best)
     else:

@@ -43,6 +43,7 @@ SIZE = _up_to(8192)  # embedding, hidden and attention sizes
 LAYERS = _up_to(16)
 BEAM = _up_to(1000)
 LENGTH_RATIO = (lambda x: 0 < x <= 10, "a number in (0, 10]", "")
+ALPHA = (lambda x: 0 <= x <= 10, "a number in [0, 10]", "")  # lp(T) = T^10 is already 1e30 at T = 1000
 LENGTH_OFFSET = _up_to(1000, low=0)
 SEED = (lambda x: -(2**63) <= x < 2**63, "", "an integer in [-2^63, 2^63 - 1] (torch.manual_seed's range, with room)")
 
@@ -156,7 +157,7 @@ class DecodingConfig:
     """Search defaults for translation, evaluation and the score after training."""
 
     beam_size: int = _f(5, BEAM, "1 means greedy")
-    alpha: float = _f(1.0, NON_NEGATIVE, "length normalisation exponent")
+    alpha: float = _f(1.0, ALPHA, "length normalisation exponent")
     length_penalty: Literal["average", "gnmt"] = _f("average", help="score/T^a or /((5+T)/6)^a")
     n_best: int = _f(1, BEAM)
     max_length_ratio: float = _f(1.5, LENGTH_RATIO, "max output length = ratio * source + offset")

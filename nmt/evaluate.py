@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nmt import metrics
-from nmt.data.corpus import read_lines, read_parallel
+from nmt.data.corpus import read_lines, read_parallel, split_path
 from nmt.errors import DataError
 from nmt.files import write_lines
 from nmt.translate import Translator
@@ -94,11 +94,15 @@ def eval_data(
         sources, references = read_lines(src), read_lines(ref)
         if len(sources) != len(references):
             raise DataError(f"{src} has {len(sources)} lines but {ref} has {len(references)}: expected aligned files")
+        if not sources:
+            raise DataError(f"{src}: no lines to translate")
         return sources, references, src
     prefix = getattr(splits or data, split)
     if not prefix:
         raise DataError(missing.format(split=split))
     sources, references = read_parallel(prefix, data.src_lang, data.tgt_lang)
+    if not sources:
+        raise DataError(f"{split_path(prefix, data.src_lang)}: no lines to translate")
     return sources, references, prefix
 
 

@@ -11,6 +11,7 @@ whether `write_output` will be able to write a path.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +62,12 @@ def _in_place(target: Path) -> bool:
     return target.exists() and not target.is_file() and not target.is_dir()
 
 
-def check_output(path: str | Path) -> None:
+def check_output(path: str | Path | None) -> None:
     """Before any work: a DataError naming `path` unless `write_output` can write it. A folder
     (or a name ending in '/'), a missing folder, a folder where no file can be created and a
-    device or FIFO without write permission are refused."""
+    device or FIFO without write permission are refused. None or '-' is stdout: nothing to check."""
+    if path is None or str(path) == "-":
+        return
     name, path = str(path), Path(path)
     target = _target(path)
     if name.endswith(("/", os.sep)) or target.is_dir():
@@ -74,6 +77,8 @@ def check_output(path: str | Path) -> None:
             raise DataError(f"{name}: cannot write it (permission denied)")
         return
     folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{name}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise DataError(f"{name}: no such folder {folder}")
     try:
@@ -82,6 +87,17 @@ def check_output(path: str | Path) -> None:
         raise DataError(f"{name}: cannot create a file in {folder} ({e.strerror})") from None
     os.close(fd)
     os.unlink(tmp)
+
+
+def check_folder(path: str | Path) -> None:
+    """Before any work: a DataError naming `path` unless it is a folder, or one can be made there
+    (its nearest existing ancestor is a folder)."""
+    name, path = str(path), Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"{name}: {'is' if existing == path else f'{existing} is'} a file; expected a folder")
+    if not os.access(existing, os.W_OK):
+        raise DataError(f"{name}: cannot write in {existing} (permission denied)")
 
 
 def write_output(path: str | Path, data: bytes) -> None:
@@ -102,6 +118,10 @@ def write_output(path: str | Path, data: bytes) -> None:
         raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def write_lines(path: str | Path, lines: list[str]) -> None:
-    """Write one line per item, UTF-8 (see `write_output`)."""
+def write_lines(path: str | Path | None, lines: list[str]) -> None:
+    """Write one line per item, UTF-8 (see `write_output`); to stdout for None or '-'."""
+    if path is None or str(path) == "-":
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+        return
     write_output(path, "".join(line + "\n" for line in lines).encode("utf-8"))

@@ -88,12 +88,27 @@ def read_metrics(path: str | Path, note: Callable[[str], None] | None = None) ->
     for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                records.append(_record(line))
+            except ValueError:  # json.JSONDecodeError is one
                 if number < len(lines):
-                    raise DataError(f"{path} line {number}: not a JSON record") from None
+                    raise DataError(f"{path} line {number}: not a JSON record of a step") from None
                 (note or _note)(f"{path} line {number}: skipped a torn last record (a write cut short)")
     return records
+
+
+# what each kind of record must hold, to be drawn
+RECORD_FIELDS = {"train": ("step", "loss"), "valid": ("step", "dev_loss", "dev_bleu")}
+
+
+def _record(line: str) -> dict:
+    """One line of metrics.jsonl: a JSON object; a train or valid record has its numbers."""
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise ValueError("not an object")
+    for key in RECORD_FIELDS.get(record.get("kind"), ()):
+        if not isinstance(record.get(key), (int, float)) or isinstance(record.get(key), bool):
+            raise ValueError(f"no number {key}")
+    return record
 
 
 def learning_curves_png(

@@ -29,6 +29,17 @@ from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sampl
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
 #: (from a checkpoint or a config: anyone's) may have pieces that decode to them
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
+# sampling's temperatures: at 0.001 sampling is greedy search already, at 1000 a uniform draw
+# (log-probabilities / T are within 0.03 of each other); beyond, z / T leaves fp32's range
+TEMPERATURES = (1e-3, 1e3)
+
+
+def temperature_error(temperature: float) -> str | None:
+    """What is wrong with a sampling temperature (outside TEMPERATURES, nan), or None."""
+    low, high = TEMPERATURES
+    if low <= temperature <= high:
+        return None
+    return f"temperature: expected a number from {low:g} to {high:g}, got {temperature:g}"
 
 
 def one_line(text: str) -> str:
@@ -187,8 +198,8 @@ class Translator:
         batch size. Without a seed, one is drawn from the operating system (torch's global
         random state is never used or changed). An empty line gives n empty translations.
         """
-        if temperature <= 0:
-            raise ConfigError(f"temperature: expected a number > 0, got {temperature:g}")
+        if error := temperature_error(temperature):
+            raise ConfigError(error)
         d = self.cfg.decoding
         options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature, top_k=top_k)
         return self._decode(lines, "sample", options, copies=n, seed=secrets.randbits(63) if seed is None else seed)

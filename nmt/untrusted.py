@@ -52,11 +52,24 @@ class _BoundedLoader(yaml.SafeLoader):
             self._sizes[id(node)] = size
         return node
 
+    def construct_mapping(self, node, deep=False):
+        """A mapping whose keys are all different: YAML requires it, and PyYAML would keep the
+        last of two `training:` sections without a word."""
+        seen = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    message = f"the key {key.value!r} appears twice"
+                    raise yaml.constructor.ConstructorError(None, None, message, key.start_mark)
+                seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep)
+
 
 def load_yaml(text: str, name: str, limit: int = MAX_YAML_VALUES) -> Any:
     """The data of YAML `text` (PyYAML's safe subset), or a one-line ConfigError that starts
-    with `name` (the file): invalid YAML (with its line), more than `limit` values once aliases
-    are expanded, nesting deeper than Python's stack, an integer too long to convert."""
+    with `name` (the file): invalid YAML (with its line; a key twice in one mapping is invalid),
+    more than `limit` values once aliases are expanded, nesting deeper than Python's stack, an
+    integer too long to convert."""
     loader = _BoundedLoader(text, limit)
     try:
         return loader.get_single_data()

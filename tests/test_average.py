@@ -93,7 +93,11 @@ def test_too_few_step_files_and_trainings_own_names(run, tmp_path, nmt_cli, one_
     assert (copy / "checkpoints" / "last.pt").read_bytes() == before
     # however the path is written: relative from inside the folder, or through a link to it
     (tmp_path / "link").symlink_to(copy / "checkpoints")
-    for cwd, output in ((copy / "checkpoints", "best.pt"), (copy / "checkpoints", "./last.pt"), (tmp_path, "link/last.pt")):
+    for cwd, output in (
+        (copy / "checkpoints", "best.pt"),
+        (copy / "checkpoints", "./last.pt"),
+        (tmp_path, "link/last.pt"),
+    ):
         result = nmt_cli("average", copy, "--last", "1", "-o", output, cwd=cwd)
         assert "one of training's own checkpoints" in one_line_error(result, "data error", 1)
     assert (copy / "checkpoints" / "last.pt").read_bytes() == before
@@ -103,6 +107,10 @@ def test_a_run_directory_needs_last_or_best(run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["average", str(run), "-o", str(tmp_path / "avg.pt")])
     assert exit_.value.code == 2 and "give --last N or --best N" in capsys.readouterr().err
+    for option in ("--last", "--best"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["average", str(run), option, "0", "-o", str(tmp_path / "avg.pt")])
+        assert exit_.value.code == 2 and f"{option}: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_int8_storage_is_a_quarter_of_the_size_and_loads_as_fp32(run, tmp_path, capsys):

@@ -4,6 +4,7 @@ without its sentencepiece models all stop with one line naming the file."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,6 +61,22 @@ def test_a_checkpoint_that_does_not_fit_names_the_file(tmp_path, checkpoint, dam
     torch.save(state, path)
     message = one_line_error(nmt_cli("translate", "-m", path, input="3 May 1979\n"), "checkpoint error", 1)
     assert message.startswith(str(path)) and expect in message, message
+
+
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path, checkpoint, nmt_cli, one_line_error):
+    """A config, a sentencepiece model, a checkpoint cut short: not what torch.save writes."""
+    whole = tmp_path / "whole.pt"
+    torch.save(checkpoint, whole)
+    files = {
+        "config.yaml": Path("configs/dates.yaml").read_bytes(),
+        "spm.model": checkpoint["tokenizers"]["src"],
+        "cut.pt": whole.read_bytes()[: whole.stat().st_size // 2],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        result = nmt_cli("translate", "-m", tmp_path / name, input="3 May 1979\n")
+        message = one_line_error(result, "checkpoint error", 1)
+        assert message == f"{tmp_path / name}: not a checkpoint, or one cut short (not a zip file of torch.save)"
 
 
 def test_a_checkpoint_that_would_expand_beyond_the_limit_is_refused(tmp_path, checkpoint, monkeypatch):

@@ -8,8 +8,10 @@ with its own NMT_STATE_DIR in tmp.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -286,6 +288,23 @@ def test_evaluate_output_into_missing_directory(trained, run_nmt, tmp_path, one_
     assert str(out) in message
 
 
+def test_evaluate_set_applies_to_the_search_and_is_checked(trained, run_nmt, tmp_path, one_line_error):
+    """--set on a run directory: decoding keys change the search (--beam/--alpha still on top),
+    unknown keys and bad values are errors, as they are with a config."""
+    run_dir, _, _, _ = trained
+    out = tmp_path / "dev.hyp"
+    sets = ("--set", "decoding.beam_size=1", "--set", "decoding.alpha=0")
+    result = run_nmt("evaluate", run_dir, "--split", "dev", *sets, "-o", out)
+    assert result.returncode == 0 and ", beam 1, alpha 0)" in result.stdout, result.stdout + result.stderr
+    greedy = run_nmt("translate", "-m", run_dir, "--beam", "1", "--alpha", "0", "-i", f"{trained[1]}/dev.src")
+    assert out.read_text() == greedy.stdout
+    result = run_nmt("evaluate", run_dir, "--split", "dev", *sets, "--beam", "2", "-o", out)
+    assert ", beam 2, alpha 0)" in result.stdout, result.stdout + result.stderr
+    for bad, expected in (("no.such.key=1", "no: unknown key"), ("decoding.beam_size=0", "decoding.beam_size: ")):
+        message = one_line_error(run_nmt("evaluate", run_dir, "--set", bad, "-o", out), "config error", 2)
+        assert message.startswith(expected), message
+
+
 def test_bleu_matches_sacrebleu_cli(trained, run_nmt):
     run_dir, data, _, _ = trained
     hyp, ref = run_dir / "test.hyp", data / "test.tgt"
@@ -452,6 +471,83 @@ def test_corrupt_checkpoint_pickle_opcodes(nmt_cli, tmp_path, one_line_error):
         path.write_bytes(data)
         message = one_line_error(nmt_cli("translate", "-m", path, input="x\n"), "checkpoint error", 1)
         assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["translate", "--sample", "--temperature", "inf"],
+            "--temperature: expected a number from 0.001 to 1000, got inf",
+        ),
+        (
+            ["translate", "--sample", "--temperature", "nan"],
+            "--temperature: expected a number from 0.001 to 1000, got nan",
+        ),
+        (["translate", "--temperature", "0.5"], "--temperature: an option of sampling; add --sample"),
+        (["translate", "--top-k", "3"], "--top-k: an option of sampling; add --sample"),
+        (["translate", "--seed", "3"], "--seed: an option of sampling; add --sample"),
+        (["translate", "--sample", "--beam", "5"], "--beam: an option of beam search; --sample draws instead"),
+        (["translate", "--alpha", "1e308"], "argument --alpha: expected a number in [0, 10], got 1e+308"),
+        (["score", "--alpha", "inf"], "argument --alpha: expected a number in [0, 10], got inf"),
+        (
+            ["tune", "--split", "dev", "--alpha", "0,1e308"],
+            "argument --alpha: expected a number in [0, 10], got 1e+308",
+        ),
+        (["analyze", "--split", "dev", "--beam", "1,5000"], "--beam: expected an integer from 1 to 1,000, got 5000"),
+        (["analyze", "--split", "dev", "--src", "a", "--ref", "b"], "--split dev and --src: one or the other"),
+        (["translate", "-i", ""], "--input: expected a file name, got ''"),
+        (["translate", "-o", ""], "--output: expected a file name, got ''"),
+    ],
+)
+def test_option_values_and_combinations_are_checked_before_the_model_is_loaded(nmt_cli, tmp_path, args, message):
+    """No model at -m: the options are checked first, so the error is theirs (exit 2, one line)."""
+    result = nmt_cli(args[0], "-m", tmp_path / "no-such-run", *args[1:], input="")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(message), result.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-w", "-1"], "argument -w/--width: expected an integer from 0 to 20, got -1"),
+        (
+            ["--compare", "{hyp}", "--paired-bs-n", "99999999999"],
+            "expected an integer from 1 to 10000, got 99999999999",
+        ),
+        (
+            ["--compare", "{hyp}", "--paired-ar-n", "0"],
+            "argument --paired-ar-n: expected an integer from 1 to 100000, got 0",
+        ),
+    ],
+)
+def test_bleu_option_values_are_bounded(nmt_cli, tmp_path, args, message):
+    hyp = tmp_path / "h.txt"
+    hyp.write_text("a b\n")
+    result = nmt_cli("bleu", hyp, hyp, *[a.format(hyp=hyp) for a in args])
+    assert result.returncode == 2 and result.stderr.splitlines()[-1].endswith(message), result.stderr
+
+
+def test_a_closed_stdin_is_a_one_line_error(trained, one_line_error):
+    """`nmt translate <&-`: Python starts with sys.stdin None."""
+    run_dir, _, state, _ = trained
+    for command in ("translate", "score"):
+        line = f"{shlex.quote(sys.executable)} -m nmt {command} -m {shlex.quote(str(run_dir))} <&-"
+        result = subprocess.run(
+            ["bash", "-c", line], env={**os.environ, "NMT_STATE_DIR": str(state)}, capture_output=True, text=True
+        )
+        message = one_line_error(result, "data error", 1)
+        assert message == "no standard input (it is closed): give the input file with -i", message
+
+
+def test_an_empty_training_file_is_named(nmt_cli, tmp_path, one_line_error):
+    for side in ("src", "tgt"):
+        (tmp_path / f"train.{side}").write_text("\n  \n")
+    sets = ("data.generate=null", "data.dev=''", "data.test=''")
+    result = nmt_cli(*train_args(tmp_path / "run", tmp_path, *sets))
+    message = one_line_error(result, "data error", 1, only_line=False)
+    assert message == f"{tmp_path / 'train.src'}: no non-empty line to train sentencepiece on"
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_cli_never_prints_a_traceback_for_usage_errors(nmt_cli):

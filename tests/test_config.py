@@ -648,6 +648,30 @@ def test_invalid_yaml_names_file_and_line(tmp_path, text, lines):
     assert "not valid YAML" in message
 
 
+@pytest.mark.parametrize(
+    "text,line,key",
+    [
+        ("training:\n  lr: 0.1\ndata:\n  train: x\ntraining:\n  max_steps: 7\n", 5, "training"),
+        ("training:\n  lr: 0.1\n  batch_size: 64\n  lr: 0.2\n", 4, "lr"),
+    ],
+)
+def test_a_key_twice_is_an_error_not_the_last_one_winning(tmp_path, text, line, key):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path} line {line}: not valid YAML (the key {key!r} appears twice)"
+
+
+def test_yaml_merge_keys_still_override(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("training: &t {lr: 0.1, batch_size: 64}\ndecoding:\n  beam_size: 2\n")
+    assert load_config(path).training.lr == 0.1
+    from nmt.untrusted import load_yaml
+
+    assert load_yaml("a: &x {b: 1}\nc:\n  <<: *x\n  b: 2\n", "m") == {"a": {"b": 1}, "c": {"b": 2}}
+
+
 def test_yaml_that_is_a_list_not_a_mapping(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")

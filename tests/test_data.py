@@ -132,6 +132,9 @@ def test_split_path_missing_names_the_file(tmp_path):
     message = str(info.value)
     assert message.startswith(f"{prefix}.en: "), message
     assert f"{prefix}.en.gz" in message
+    (tmp_path / "train.en").mkdir()
+    with pytest.raises(DataError, match=f"^{prefix}.en: is a folder; expected the split's file$"):
+        split_path(prefix, "en")
 
 
 def test_split_path_ignores_directories(tmp_path):

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from word_models import png_size, save_run, tiny_translator
 
 from nmt import tuning
@@ -32,6 +33,32 @@ def test_learning_curves_png(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert png_size(learning_curves_png(tmp_path)) == (1000, 400)
     assert (tmp_path / "learning_curves.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "line,number",
+    [
+        ("[1, 2]", 1),  # JSON, not a record
+        ('{"kind": "train", "step": 3}', 1),  # a train record without its loss
+        ('{"kind": "valid", "step": 3, "dev_loss": 1.0, "dev_bleu": "high"}', 1),
+    ],
+)
+def test_a_garbled_metrics_line_is_named(tmp_path, nmt_cli, one_line_error, line, number):
+    good = json.dumps({"kind": "train", "step": 1, "loss": 2.0})
+    (tmp_path / "metrics.jsonl").write_text(f"{line}\n{good}\n")
+    message = one_line_error(nmt_cli("plot", tmp_path), "data error", 1)
+    assert message == f"{tmp_path / 'metrics.jsonl'} line {number}: not a JSON record of a step"
+
+
+def test_plot_output_that_cannot_be_a_file_is_refused_before_drawing(tmp_path, nmt_cli, one_line_error):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"kind": "train", "step": 1, "loss": 2.0}) + "\n")
+    (tmp_path / "afile").write_text("x")
+    for output, expected in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "afile" / "x.png", "is a file, not a folder"),
+    ):
+        assert expected in one_line_error(nmt_cli("plot", tmp_path, "-o", output), "data error", 1)
+    assert not (tmp_path / "learning_curves.png").exists()
 
 
 def test_tune_png(tmp_path):
@@ -68,6 +95,14 @@ def test_without_matplotlib_the_drawing_commands_say_how_to_get_it(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "nmt: missing dependency: drawing needs matplotlib: pip install 'nmt[plot]' (or pip install matplotlib)"
     ]
+
+
+def test_plot_attention_into_a_file_is_refused_before_translating(tmp_path, nmt_cli, one_line_error):
+    (tmp_path / "afile").write_text("x")
+    afile = tmp_path / "afile"
+    for folder, expected in ((afile, "is a file"), (afile / "pics", f"{afile} is a file")):
+        result = nmt_cli("translate", "-m", tmp_path / "no-such-run", "--plot-attention", folder, input="a b\n")
+        assert one_line_error(result, "data error", 1) == f"{folder}: {expected}; expected a folder"
 
 
 def test_plot_attention_writes_the_translations_first(tmp_path):

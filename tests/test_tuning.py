@@ -150,6 +150,26 @@ def test_tune_plot_that_is_not_a_png_is_refused_before_anything_is_loaded(tmp_pa
     assert nmt_cli("tune", "-m", tmp_path / "nothing", "--split", "dev", "--plot", "x.txt", "--no-plot").returncode == 1
 
 
+def test_tune_plot_that_cannot_be_written_is_refused_before_anything_is_loaded(tmp_path, nmt_cli, one_line_error):
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for plot, expected in (
+        (tmp_path / "d.png", "is a folder"),
+        (tmp_path / "afile" / "x.png", "is a file, not a folder"),
+    ):
+        result = nmt_cli("tune", "-m", tmp_path / "nothing", "--split", "dev", "--plot", plot)
+        assert expected in one_line_error(result, "data error", 1)
+
+
+def test_empty_input_files_are_named(tmp_path, nmt_cli, one_line_error):
+    run = save_run(tiny_translator(6), tmp_path / "run")
+    empty = tmp_path / "e.txt"
+    empty.write_text("")
+    for command in ("tune", "analyze"):
+        result = nmt_cli(command, "-m", run, "--src", empty, "--ref", empty, "--beam", "1")
+        assert one_line_error(result, "data error", 1) == f"{empty}: no lines to translate"
+
+
 def test_tune_write_stores_the_choice_before_drawing(tmp_path):
     """Without matplotlib: the choice is stored, the table printed, one note; exit 0."""
     tr = tiny_translator(6)

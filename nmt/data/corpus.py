@@ -25,6 +25,8 @@ def split_path(prefix: str, lang: str) -> Path:
     for path in (plain, Path(f"{plain}.gz")):
         if path.is_file():
             return path
+    if plain.is_dir():
+        raise DataError(f"{plain}: is a folder; expected the split's file")
     raise DataError(f"{plain}: no such file (nor {plain}.gz)")
 
 

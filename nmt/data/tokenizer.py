@@ -15,7 +15,7 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.data.corpus import LineReader
-from nmt.errors import CheckpointError, ConfigError
+from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.files import atomic_write
 
 Lines = list[str] | Path  # lines, or a text file to stream them from
@@ -168,12 +168,22 @@ def build_tokenizers(
         if cfg.model:
             tok = Tokenizer.from_file(cfg.model)
         else:
-            tok = train_on_sample(training_sample([src, tgt], cfg.max_sentences, seed, progress), cfg)
+            tok = train_on_sample(_sample([src, tgt], cfg, seed, progress), cfg)
         return tok, tok
     if cfg.src_model:
         return Tokenizer.from_file(cfg.src_model), Tokenizer.from_file(cfg.tgt_model)
-    sides = (training_sample([side], cfg.max_sentences, seed, progress) for side in (src, tgt))
+    sides = (_sample([side], cfg, seed, progress) for side in (src, tgt))
     return train_on_sample(next(sides), cfg), train_on_sample(next(sides), cfg)
+
+
+def _sample(sources: list[Lines], cfg: TokenizerConfig, seed: int, progress: Progress) -> list[str]:
+    """training_sample, refusing sources without a non-empty line (sentencepiece's own error
+    would blame the vocabulary size)."""
+    sample = training_sample(sources, cfg.max_sentences, seed, progress)
+    if not sample:
+        names = " and ".join(str(s) for s in sources if isinstance(s, (str, Path))) or "the training lines"
+        raise DataError(f"{names}: no non-empty line to train sentencepiece on")
+    return sample
 
 
 def save_tokenizers(src: Tokenizer, tgt: Tokenizer, run_dir: Path) -> None:
