@@ -80,7 +80,7 @@ def parse_request(data: Any, translator: Translator, max_sentences: int, max_bea
     if len(src) > max_sentences:
         raise RequestError(413, f"src: {len(src)} sentences, more than this server takes ({max_sentences})")
     beam = _typed(data, "beam", (int,), "an integer >= 1")
-    alpha = _typed(data, "alpha", (int, float), "a number >= 0")
+    alpha = _typed(data, "alpha", (int, float), "a number in [0, 10]")
     n_best = _typed(data, "n_best", (int,), "an integer >= 1")
     attention = _typed(data, "attention", (bool,), "true or false")
     if beam is not None and beam > max_beam:
