@@ -195,6 +195,8 @@ def _add_serve(sub) -> None:
         ("--max-bytes", _int_in(1, 2**31), "bytes of a request's body (more: 413)"),
         ("--max-queue", _int_in(1, 10**7), "sentences waiting (more: 503)"),
         ("--max-beam", _int_in(1, 1000), "the largest beam a request may ask for"),
+        ("--max-pieces", _int_in(1, 100_000), "subwords of one input line (more: 413)"),
+        ("--read-timeout-s", _seconds, "longest a request's body may take to arrive (more: 408)"),
         ("--workers", _int_in(1, 64), "decoding workers, each its own batch (CPU: processes); one per core"),
     )
     for option, kind, text in limits:
@@ -232,6 +234,17 @@ def _milliseconds(text: str) -> float:
         value = -1.0
     if not 0 <= value <= 3_600_000:  # nan too
         raise argparse.ArgumentTypeError(f"expected one number from 0 to 3600000, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: one number of seconds, above 0 and at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:  # nan too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, at most 3600, got {text!r}")
     return value
 
 

@@ -189,9 +189,11 @@ def test_health_info_metrics_and_the_page(server, translator, trained):
     status, headers, body = server.request("GET", "/")
     assert status == 200 and b'<textarea id="src"' in body
     assert headers["content-security-policy"].startswith("default-src 'self'")
-    for asset in ("/static/app.js", "/static/style.css"):
-        status, _, body = server.request("GET", asset)
+    for asset in ("/static/app.js", "/static/style.css", "/static/index.html"):
+        status, headers, body = server.request("GET", asset)
         assert status == 200 and not re.search(rb"https?://(?!www\.w3\.org/2000/svg)", body)  # nothing external
+        assert headers["content-security-policy"].startswith("default-src 'self'")  # the page's policy, however reached
+        assert headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
@@ -212,6 +214,10 @@ def test_health_info_metrics_and_the_page(server, translator, trained):
         (b'{"src": ["a"], "beam": 7}', 422, "beam: at most 6 on this server (nmt serve --max-beam), got 7"),
         (b'{"src": ["a"], "alpha": -1}', 422, "alpha: expected a number in [0, 10], got -1"),
         (b'{"src": ["a"], "alpha": 1e999}', 422, "alpha: expected a finite number"),
+        (b'{"src": ["a"], "alpha": 1' + b"0" * 400 + b"}", 422, "alpha: expected a finite number, got 1000"),
+        (b'{"src": ["3 May \\ud800 1979"]}', 422, "src[0]: not Unicode text (surrogates not allowed at character 6)"),
+        (b"[" * 1800 + b"]" * 1800, 400, "invalid JSON: nested too deeply"),
+        (json.dumps({"src": ["a", "1 " * 1900]}).encode(), 413, "src[1]: 3800 subwords, more than this server takes"),
         (b'{"src": ["a"], "alpha": 1e300}', 422, "alpha: expected a number in [0, 10], got 1e+300"),
         (b'{"src": ["a"], "beam": 2, "n_best": 3}', 422, "n_best: expected at most the beam size (2), got 3"),
         (b'{"src": ["a"], "attention": 1}', 422, "attention: expected true or false, got 1"),
@@ -282,6 +288,27 @@ def test_a_client_that_goes_away_leaves_the_queue_and_stalls_nobody(one_at_a_tim
     assert status == 200 and data["translations"][0]["text"] == "2058-02-28"
     # the one sentence that was in the worker, and the new one: the other two were never decoded
     assert one_at_a_time.metric("nmt_batch_sentences_sum") - decoded_before == 2
+
+
+def test_a_body_that_does_not_arrive_is_408_and_does_not_hold_the_shutdown(trained):
+    """A client sends its headers and one byte of a 100-byte body, then nothing."""
+    s = Server(trained[0], "--read-timeout-s", "2", "--workers", "1")
+    conn = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    conn.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    started = time.monotonic()
+    reply = b""
+    while not reply.endswith(b"}") and (chunk := conn.recv(4096)):  # headers and body may come apart
+        reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408 ") and b'{"error":"the body did not arrive within 2 s"}' in reply
+    assert time.monotonic() - started < 20
+    second = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+    second.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(0.5)
+    started = time.monotonic()
+    code, err = s.stop()  # SIGTERM with a stalled upload in flight: over once it times out
+    assert code == 0 and time.monotonic() - started < 30, err
+    assert "Traceback" not in err, err
+    conn.close(), second.close()
 
 
 def test_sigterm_finishes_the_requests_in_flight_then_exits(trained):

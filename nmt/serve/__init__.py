@@ -40,6 +40,8 @@ class Limits:
     max_bytes: int = 1_000_000  # request body (more: 413)
     max_queue: int = 2048  # sentences waiting for a batch (more: 503 with Retry-After)
     max_beam: int = 32  # the largest beam a request may ask for
+    max_pieces: int = 1000  # subwords of one input line (more: 413)
+    read_timeout_s: float = 30.0  # longest a request's body may take to arrive (more: 408)
     workers: int = field(default_factory=lambda: min(64, usable_cores()))  # decoding workers, one per core
 
     @classmethod

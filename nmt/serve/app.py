@@ -38,15 +38,33 @@ PAGE_HEADERS = {
 PATHS = ("/", "/translate", "/health", "/info", "/metrics", "/static")
 
 
+class _PageFiles(StaticFiles):
+    """The page's files, each with the page's headers (index.html is also /static/index.html)."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
 def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, refused (413) as soon as it is known to be larger than max_bytes."""
+async def _read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The body, refused (413) as soon as it is known to be larger than max_bytes, and (408) when
+    it has not all arrived within timeout_s: a client that sends its headers and then nothing
+    must not hold a connection, nor the server's shutdown, forever."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise RequestError(413, f"the body has {int(declared)} bytes, more than this server takes ({max_bytes})")
+    try:
+        return await asyncio.wait_for(_receive_body(request, max_bytes), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"the body did not arrive within {timeout_s:g} s") from None
+
+
+async def _receive_body(request: Request, max_bytes: int) -> bytes:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -78,8 +96,8 @@ class Server:
     async def translate(self, request: Request) -> Response:
         start = time.perf_counter()
         try:
-            data = parse_json(await _read_body(request, self.limits.max_bytes))
-            req = parse_request(data, self.translator, self.limits.max_sentences, self.limits.max_beam)
+            data = parse_json(await _read_body(request, self.limits.max_bytes, self.limits.read_timeout_s))
+            req = parse_request(data, self.translator, self.limits)
             d = req.decoding
             job = Job(req.src, SearchKey(d.beam_size, d.alpha), d.n_best, req.attention, asyncio.get_running_loop())
             self.batcher.submit(job)
@@ -196,7 +214,7 @@ def create_app(
         Route("/health", server.health),
         Route("/info", server.info),
         Route("/metrics", server.metrics_text),
-        Mount("/static", StaticFiles(directory=PAGE), name="static"),
+        Mount("/static", _PageFiles(directory=PAGE), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.server = server

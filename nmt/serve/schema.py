@@ -19,11 +19,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmt.config import DecodingConfig
 from nmt.errors import ConfigError
 from nmt.translate import Translation, Translator
+
+if TYPE_CHECKING:
+    from nmt.serve import Limits
 
 FIELDS = ("src", "beam", "alpha", "n_best", "attention")
 
@@ -55,6 +58,8 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(400, f"invalid JSON: the body is not UTF-8 ({e.reason} at byte {e.start})") from None
     except ValueError as e:  # json.JSONDecodeError and NaN/Infinity
         raise RequestError(400, f"invalid JSON: {e}") from None
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's stack
+        raise RequestError(400, "invalid JSON: nested too deeply") from None
 
 
 def _typed(data: dict, key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -67,8 +72,11 @@ def _typed(data: dict, key: str, kinds: tuple[type, ...], what: str) -> Any:
     return value
 
 
-def parse_request(data: Any, translator: Translator, max_sentences: int, max_beam: int) -> TranslateRequest:
-    """A checked TranslateRequest from parsed JSON, or a RequestError (422; 413 for too many lines)."""
+def parse_request(data: Any, translator: Translator, limits: Limits) -> TranslateRequest:
+    """A checked TranslateRequest from parsed JSON, or a RequestError (422; 413 for too many
+    lines, or a line of more subwords than limits.max_pieces: a search's time grows with the
+    square of a line's length, and one line must not hold a worker for minutes)."""
+    max_sentences, max_beam = limits.max_sentences, limits.max_beam
     if not isinstance(data, dict):
         raise RequestError(422, f"expected a JSON object with the field 'src', got {type(data).__name__}")
     unknown = sorted(set(data) - set(FIELDS))
@@ -79,14 +87,15 @@ def parse_request(data: Any, translator: Translator, max_sentences: int, max_bea
         raise RequestError(422, "src: expected a list of strings (one sentence each)")
     if len(src) > max_sentences:
         raise RequestError(413, f"src: {len(src)} sentences, more than this server takes ({max_sentences})")
+    _check_lines(src, translator, limits.max_pieces)
     beam = _typed(data, "beam", (int,), "an integer >= 1")
     alpha = _typed(data, "alpha", (int, float), "a number in [0, 10]")
     n_best = _typed(data, "n_best", (int,), "an integer >= 1")
     attention = _typed(data, "attention", (bool,), "true or false")
     if beam is not None and beam > max_beam:
         raise RequestError(422, f"beam: at most {max_beam} on this server (nmt serve --max-beam), got {beam}")
-    if alpha is not None and not math.isfinite(alpha):
-        raise RequestError(422, f"alpha: expected a finite number, got {alpha}")
+    if alpha is not None and not math.isfinite(_as_float(alpha)):
+        raise RequestError(422, f"alpha: expected a finite number, got {json.dumps(alpha)[:40]}")
     try:
         decoding = translator.decoding(beam, alpha, n_best)
     except ConfigError as e:  # "decoding.beam_size: expected ..." in the request's words
@@ -95,6 +104,28 @@ def parse_request(data: Any, translator: Translator, max_sentences: int, max_bea
             message = message.replace(key, name, 1) if message.startswith(key) else message
         raise RequestError(422, message) from None
     return TranslateRequest(src, decoding, bool(attention))
+
+
+def _as_float(number: int | float) -> float:
+    """The number as a float; inf for an integer too large for one (JSON allows 400 digits)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
+
+
+def _check_lines(src: list[str], translator: Translator, max_pieces: int) -> None:
+    """422 for a line that is not Unicode text (a lone surrogate such as "\\ud800", which JSON
+    allows and UTF-8 does not), 413 for one longer than max_pieces subwords."""
+    for i, line in enumerate(src):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RequestError(422, f"src[{i}]: not Unicode text ({e.reason} at character {e.start})") from None
+    for i, ids in enumerate(translator.src_tok.encode(src)):
+        if len(ids) > max_pieces:
+            message = f"src[{i}]: {len(ids)} subwords, more than this server takes in a line ({max_pieces})"
+            raise RequestError(413, message)
 
 
 def _weights(t: Translation) -> list[list[float]]:
