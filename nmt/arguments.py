@@ -4,6 +4,7 @@ values. The commands themselves are in nmt.cli (`COMMANDS`, by subcommand name).
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from nmt import __version__
@@ -190,13 +191,13 @@ def _add_serve(sub) -> None:
     s.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port (default 8000; 0: any free port)")
     limits = (
         ("--max-batch", _int_in(1, 10_000), "sentences per decoded batch"),
-        ("--max-wait-ms", _milliseconds, "most waiting for more after a batch"),
+        ("--max-wait-ms", _number_in(0, 3_600_000), "most waiting for more after a batch"),
         ("--max-sentences", _int_in(1, 100_000), "sentences per request (more: 413)"),
         ("--max-bytes", _int_in(1, 2**31), "bytes of a request's body (more: 413)"),
         ("--max-queue", _int_in(1, 10**7), "sentences waiting (more: 503)"),
         ("--max-beam", _int_in(1, 1000), "the largest beam a request may ask for"),
         ("--max-pieces", _int_in(1, 100_000), "subwords of one input line (more: 413)"),
-        ("--read-timeout-s", _seconds, "longest a request's body may take to arrive (more: 408)"),
+        ("--read-timeout-s", _number_in(0, 3600, above=True), "most seconds for a request's body (more: 408)"),
         ("--workers", _int_in(1, 64), "decoding workers, each its own batch (CPU: processes); one per core"),
     )
     for option, kind, text in limits:
@@ -226,26 +227,20 @@ def _int_in(least: int, most: int):
     return parse
 
 
-def _milliseconds(text: str) -> float:
-    """An argparse type: one number >= 0 (and at most an hour of milliseconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3_600_000:  # nan too
-        raise argparse.ArgumentTypeError(f"expected one number from 0 to 3600000, got {text!r}")
-    return value
+def _number_in(least: float, most: float, above: bool = False):
+    """An argparse type: a number from least (above it: `above`) to most; nan is refused."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (least < value if above else least <= value) or not value <= most:
+            low = f"above {least:,}" if above else f"from {least:,}"
+            raise argparse.ArgumentTypeError(f"expected a number {low} to {most:,}, got {text!r}")
+        return value
 
-def _seconds(text: str) -> float:
-    """An argparse type: one number of seconds, above 0 and at most an hour."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:  # nan too
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, at most 3600, got {text!r}")
-    return value
+    return parse
 
 
 def _add_score(sub) -> None:

@@ -120,8 +120,9 @@ def write_output(path: str | Path, data: bytes) -> None:
 
 def write_lines(path: str | Path | None, lines: list[str]) -> None:
     """Write one line per item, UTF-8 (see `write_output`); to stdout for None or '-'."""
+    text = "".join(line + "\n" for line in lines)
     if path is None or str(path) == "-":
-        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.write(text)
         sys.stdout.flush()
         return
-    write_output(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+    write_output(path, text.encode("utf-8"))
