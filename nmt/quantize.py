@@ -11,7 +11,7 @@ Which layers (`int8_layers`): those where int8 was measured to be faster (README
 output layer W_o (Hd x V, 256 x 8000 for the reference model: the largest product of every
 step), the decoder's products (W_hh, the input feeding's W_a, W_c's two halves; the
 `bahdanau` arrangement's W_x of the context), and the encoder's LSTMs (or GRUs). W_e stays
-fp32: search looks its products up in a table made once (`Seq2Seq._input_table`), which is
+fp32: search looks its products up in a table made once (`FrozenSeq2Seq._input_table`), which is
 exact and measured a little faster than the int8 product (1.64x fp32 against 1.60x). The fast
 decoder fuses its products as `addmm`s on the weight tensors; for an int8 layer
 (`nmt.model.decoder.plus_product`) it adds the layer's own product instead. They gain at the

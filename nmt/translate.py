@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from nmt.checkpoint import (
     DECODING_FILE,
@@ -22,7 +23,8 @@ from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict,
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
-from nmt.model import Seq2Seq, build_model
+from nmt.model import build_model
+from nmt.model.frozen import frozen
 from nmt.runtime import autocast, check_precision, resolve_device
 from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
 
@@ -67,10 +69,13 @@ class Translation:
 
 
 class Translator:
-    """A trained model ready to translate: `Translator.load("runs/dates").translate(["3 May 1979"])`."""
+    """A trained model ready to translate: `Translator.load("runs/dates").translate(["3 May 1979"])`.
 
-    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: Config, device: torch.device):
-        self.model, self.src_tok, self.tgt_tok, self.cfg, self.device = model.eval(), src_tok, tgt_tok, cfg, device
+    It translates with the weights `model` has when the Translator is built: a Seq2Seq is
+    frozen (copied, nmt.model.frozen), so training it further changes nothing here."""
+
+    def __init__(self, model: nn.Module, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: Config, device: torch.device):
+        self.model, self.src_tok, self.tgt_tok, self.cfg, self.device = frozen(model), src_tok, tgt_tok, cfg, device
 
     @classmethod
     def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> Translator:

@@ -9,6 +9,7 @@ test's own tmp dir.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -191,3 +192,27 @@ def reversal_run(tmp_path_factory):
     from word_models import train_reversal
 
     return train_reversal(tmp_path_factory.mktemp("reversal"))
+
+
+def validations_as_evaluated(run: Path, nmt_cli, out: Path) -> list[dict]:
+    """The validation records of a finished run's metrics.jsonl, each checked against `nmt
+    evaluate RUN --split dev --beam 1` of its step's checkpoint (checkpoints/step-N.pt, kept
+    by training.keep_last): the same BLEU, chrF and exact match (as evaluate prints them).
+    Hypotheses go to out/dev-N.hyp."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["kind"] == "valid"]
+    for record in valid:
+        step = record["step"]
+        checkpoint = run / "checkpoints" / f"step-{step:08d}.pt"
+        result = nmt_cli(
+            "evaluate", run, "--split", "dev", "--beam", "1", "-m", checkpoint, "-o", out / f"dev-{step}.hyp"
+        )
+        assert result.returncode == 0, result.stderr
+        logged = [
+            f"BLEU = {record['dev_bleu']:.2f}",
+            f"chrF = {record['dev_chrf']:.2f}",
+            f"exact match = {100 * record['dev_accuracy']:.2f}%",
+        ]
+        printed = [line.split("  ")[0] for line in result.stdout.splitlines()[1:4]]
+        assert printed == logged, f"validation at step {step}: logged {logged}, evaluated {printed}"
+    return valid

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import REPO_ROOT, tiny_dates_config
+from conftest import REPO_ROOT, tiny_dates_config, validations_as_evaluated
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, save_config
@@ -141,6 +141,19 @@ def test_two_processes_write_one_run_and_resume_exactly(tmp_path):
     assert a["progress"]["step"] == b["progress"]["step"] == 10
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
+def test_the_dev_scores_two_processes_log_are_those_of_each_steps_checkpoint(tmp_path, nmt_cli):
+    """torchrun with 2 processes, each validating half of the dev set: every validation's
+    logged greedy BLEU, chrF and exact match are what `nmt evaluate --beam 1` reports for that
+    step's checkpoint, and they change from one validation to the next."""
+    cfg = write_config(tmp_path, "run", max_steps=30, lr=0.01, keep_last=3, valid_every=10)
+    result = torchrun(tmp_path, str(cfg))
+    assert result.returncode == 0, result.stderr
+    valid = validations_as_evaluated(tmp_path / "run", nmt_cli, tmp_path)
+    assert [r["step"] for r in valid] == [10, 20, 30]
+    assert len({(r["dev_bleu"], r["dev_chrf"]) for r in valid}) == 3
 
 
 def test_an_error_on_rank_0_stops_both_and_is_said_once(tmp_path):

@@ -40,19 +40,19 @@ def test_the_chosen_layers_are_int8_and_the_rest_fp32(run):
     assert int8.precision == "int8"
     with autocast(CPU, "int8"):  # activations stay fp32: no bf16 autocast
         assert not torch.is_autocast_enabled("cpu")
-    layers = int8_layers(fp32.model)
+    layers = int8_layers(fp32.model.model)  # the frozen Seq2Seq's (nmt.model.frozen)
     decoder = ["decoder.w_hh", "decoder.w_feed", "decoder.w_cs", "decoder.w_cc"]  # W_e: search's table (fp32)
     assert layers == ["output", *decoder, "encoder.forward_rnns.0", "encoder.backward_rnns.0"]
-    modules = dict(int8.model.named_modules())
+    modules = dict(int8.model.model.named_modules())
     assert all(_is_int8(modules[name]) for name in layers)
     for name in ("decoder.attention.W", "decoder.w_emb"):
         assert not _is_int8(modules[name]) and modules[name].weight.dtype == torch.float32
     assert not any(_is_int8(m) for m in fp32.model.modules())  # the fp32 model is left as it was
     ensemble = Translator.load([run, run], device="cpu").model
-    assert int8_layers(ensemble) == [f"members.{i}.{name}" for i in (0, 1) for name in layers]
+    assert int8_layers(ensemble) == [f"members.{i}.model.{name}" for i in (0, 1) for name in layers]
     members = dict(Translator.load([run, run], device="cpu", precision="int8").model.named_modules())
-    assert all(_is_int8(members[f"members.{i}.{name}"]) for i in (0, 1) for name in layers)
-    w = fp32.model.output.weight
+    assert all(_is_int8(members[f"members.{i}.model.{name}"]) for i in (0, 1) for name in layers)
+    w = fp32.model.model.output.weight
     assert torch.allclose(modules["output"].weight().dequantize(), w, atol=w.abs().max().item() / 100)
 
 

@@ -3,6 +3,7 @@ teacher forcing and step-by-step search, tied embeddings, gradients. Tiny random
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import typing
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
-from nmt.model import ENCODERS, Seq2Seq, build_model
+from nmt.model import ENCODERS, FrozenSeq2Seq, Seq2Seq, build_model
 
 ATTENTIONS = ["bahdanau", "luong_general", "luong_dot"]
 DECODERS = ["luong", "bahdanau"]  # model.decoder: the two arrangements
@@ -151,32 +152,53 @@ def test_step_log_probs_are_normalised(rnn_type, attention):
 
 
 @pytest.mark.parametrize("tie", [False, True])
-def test_search_step_output_copy_follows_the_weights(tie):
-    """Search (inference mode) multiplies by its own contiguous copy of W_o^T and looks the
-    first layer's input projection up in its own table of W_e E + b: they give the model's
-    log-probabilities, and a weight changed in place (an optimizer step, a load_state_dict:
-    W_o, W_e, its bias, the embeddings; tied or not) is seen at the next step, not the stale
-    copy."""
+def test_a_frozen_model_steps_as_the_model_and_keeps_the_weights_it_was_built_with(tie):
+    """A FrozenSeq2Seq multiplies by its own copy of W_o^T and looks the first layer's input
+    projection up in its own table of W_e E + b: it gives the model's log-probabilities (tied
+    embeddings or not). It holds a copy of the weights: the model trained on afterwards, by
+    an update that leaves the version counter alone as fused Adam's does, changes nothing in
+    it, and a model frozen after the update gives the updated model's log-probabilities."""
     model = tiny_model(5, tie_embeddings=tie, emb_size=8)
     batch = make_batch(SRC, None, list(range(len(SRC))))
     prev = torch.full((len(SRC),), BOS)
 
-    def step_log_probs(inference: bool) -> torch.Tensor:
-        with torch.inference_mode() if inference else torch.no_grad():
-            memory, state = model.encode(batch.src, batch.src_lengths)
-            return model.step(prev, memory, state)[0]
+    def step_log_probs(searched) -> torch.Tensor:
+        with torch.inference_mode():
+            memory, state = searched.encode(batch.src, batch.src_lengths)
+            return searched.step(prev, memory, state)[0]
 
+    frozen = FrozenSeq2Seq(model)
+    before = step_log_probs(model)
+    torch.testing.assert_close(step_log_probs(frozen), before, atol=1e-5, rtol=0)
+    assert frozen._products["W_o^T", torch.float32].shape == (8, V)
+    assert frozen._products["input table", torch.float32].shape == (V, model.decoder.w_emb.out_features)
     changed = [model.output.weight, model.decoder.w_emb.weight, model.decoder.w_emb.bias, model.tgt_embed.weight]
-    for change in range(5):
-        torch.testing.assert_close(step_log_probs(True), step_log_probs(False), atol=1e-5, rtol=0)
-        with torch.no_grad():
-            changed[change % 4].mul_(2.0).add_(0.1 * change)  # in place: same storage, new version
-    assert model._w_o_t[1].shape == (8, V)
-    assert model._inputs[1].shape == (V, model.decoder.w_emb.out_features)  # the table of W_e E + b
+    with torch.no_grad():
+        for i, weight in enumerate(changed):
+            version = weight._version
+            weight.data.mul_(2.0).add_(0.1 * i)  # through .data: the version counter stays
+            assert weight._version == version
+    after = step_log_probs(model)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(step_log_probs(frozen), before, atol=1e-5, rtol=0)  # its own weights
+    torch.testing.assert_close(step_log_probs(FrozenSeq2Seq(model)), after, atol=1e-5, rtol=0)
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
-        memory, state = model.encode(batch.src, batch.src_lengths)
-        model.step(prev, memory, state)
-    assert model._w_o_t[1].dtype == torch.bfloat16  # made in the product's dtype, not cast every step
+        memory, state = frozen.encode(batch.src, batch.src_lengths)
+        frozen.step(prev, memory, state)
+    assert frozen._products["W_o^T", torch.bfloat16].dtype == torch.bfloat16  # the product's dtype, made once
+    assert copy.deepcopy(frozen)._products == {}  # a copy's layers may be replaced (int8): it makes its own
+
+
+def test_a_frozen_models_weights_cannot_be_trained_or_loaded_into():
+    """Its weights are inference tensors without gradients: an update in place (an optimizer's
+    step) or a load_state_dict on them is an error, not a silent change its products would miss."""
+    frozen = FrozenSeq2Seq(tiny_model(1))
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert frozen.train().training is False and not frozen.model.training
+    with pytest.raises(RuntimeError, match="[Ii]nference tensor"):
+        frozen.model.load_state_dict(tiny_model(2).state_dict())
+    with torch.no_grad(), pytest.raises(RuntimeError, match="[Ii]nference tensor"):
+        frozen.model.output.weight.add_(1.0)  # what an optimizer's step does
 
 
 @pytest.mark.parametrize("decoder", DECODERS)

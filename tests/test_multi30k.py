@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validations_as_evaluated
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "multi30k"
 LINES = {"train": 29_000, "val": 1_014, "test_2016_flickr": 1_000}
@@ -128,3 +128,24 @@ def test_benchmark_reports_every_key_on_real_data(corpus, tmp_path):
     assert report["decode_sentences"] == LINES["test_2016_flickr"]
     # bf16: measured where the CPU has bf16 kernels, else said why not
     assert (report["train_tgt_tokens_per_s_bf16"] or 0) > 0 or "bf16_note" in report
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
+def test_the_dev_bleu_training_logs_is_that_of_the_steps_checkpoint(corpus, tmp_path, nmt_cli):
+    """The reference model a few hundred sentences' worth of steps on the real corpus, three
+    validations on 300 dev sentences: each validation's logged greedy BLEU, chrF and exact
+    match are what `nmt evaluate RUN --split dev --beam 1` reports for that step's
+    checkpoint. (Validation once decoded with the first validation's output layer from the
+    second on, while every loss was right.)"""
+    dev = tmp_path / "dev"
+    for lang in ("de", "en"):
+        with gzip.open(corpus / f"val.{lang}.gz", "rt", encoding="utf-8") as f:
+            Path(f"{dev}.{lang}").write_text("".join(f.readlines()[:300]), encoding="utf-8")
+    run = tmp_path / "run"
+    steps = ["training.max_steps=60", "training.valid_every=20", "training.keep_last=3", "training.batch_size=2000"]
+    sets = [item for s in [f"run_dir={run}", f"data.dev={dev}", "data.test=''", *steps] for item in ("--set", s)]
+    result = nmt_cli("train", "configs/multi30k_de_en.yaml", *data_overrides(corpus), *sets, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    valid = validations_as_evaluated(run, nmt_cli, tmp_path)
+    assert [r["step"] for r in valid] == [20, 40, 60]
+    assert len({round(r["dev_bleu"], 2) for r in valid}) == 3  # the model's output changes from one to the next

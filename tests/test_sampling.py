@@ -79,9 +79,7 @@ def test_a_lines_samples_depend_on_its_seed_and_index_alone():
 
 
 def test_no_unk_forbids_the_unknown_token_in_greedy_and_beam_search():
-    tr = tiny_translator(6)
-    with torch.no_grad():
-        tr.model.output.bias[UNK] += 50.0  # the model wants nothing else
+    tr = tiny_translator(6, unk_bias=50.0)  # the model wants nothing else
     batch = make_batch([[4, 5, 6], [7]], None, [0, 1])
     limit = max_lengths(batch.src_lengths, 1.5, 4)
     for search, options in [(greedy, SearchOptions()), (beam_search, SearchOptions(beam_size=3, alpha=1.0))]:

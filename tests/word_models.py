@@ -45,8 +45,9 @@ def word_tokenizer(lines: list[str] | None = None, **options) -> Tokenizer:
     return tok
 
 
-def tiny_translator(seed: int, alpha: float = 0.0) -> Translator:
-    """A random model, sharpened so that short and long outputs compete; outputs <= L_MAX words."""
+def tiny_translator(seed: int, alpha: float = 0.0, unk_bias: float = 0.0) -> Translator:
+    """A random model, sharpened so that short and long outputs compete; outputs <= L_MAX words;
+    `unk_bias` added to the unknown token's output bias."""
     tok = word_tokenizer()
     cfg = Config()
     cfg.model = ModelConfig(emb_size=8, enc_hidden_size=8, dec_hidden_size=8, attention_size=8, dropout=0.0)
@@ -57,6 +58,7 @@ def tiny_translator(seed: int, alpha: float = 0.0) -> Translator:
         for p in model.parameters():
             p.mul_(3.0)
         model.output.bias[EOS] -= 2.0
+        model.output.bias[UNK] += unk_bias
     return Translator(model, tok, tok, cfg, torch.device("cpu"))
 
 
@@ -84,7 +86,7 @@ def save_run(tr: Translator, run_dir: Path) -> Path:
     state = {
         "config": config_to_dict(tr.cfg),
         "tokenizers": {"src": tr.src_tok.model_proto, "tgt": None},
-        "model": tr.model.state_dict(),
+        "model": tr.model.model.state_dict(),  # the frozen Seq2Seq's weights
     }
     (run_dir / "checkpoints").mkdir(parents=True)
     save_checkpoint(state, checkpoint_path(run_dir, "best"))

@@ -1,5 +1,7 @@
-"""The attention model, read in this order: encoder, attention, decoder, seq2seq."""
+"""The attention model, read in this order: encoder, attention, decoder, seq2seq (and
+frozen: a trained model prepared for search)."""
 
+from nmt.model.frozen import FrozenSeq2Seq
 from nmt.model.seq2seq import ENCODERS, Seq2Seq, build_model
 
-__all__ = ["ENCODERS", "Seq2Seq", "build_model"]
+__all__ = ["ENCODERS", "FrozenSeq2Seq", "Seq2Seq", "build_model"]

@@ -192,7 +192,7 @@ class Decoder(nn.Module):
 
     def step_from_input(self, x_emb: torch.Tensor, memory: Memory, state: DecoderState):
         """Search: one step from the previous token's input projection W_e E y + b, (B, G),
-        looked up rather than computed (`Seq2Seq._input_table`). See `_step`."""
+        looked up rather than computed (`FrozenSeq2Seq._input_table`). See `_step`."""
         return self._step(x_emb, memory, state)
 
 
