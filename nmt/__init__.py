@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "nmt.config",
     "load_config": "nmt.config",
-    "train": "nmt.run",
+    "train": "nmt.training.job",
     "Translator": "nmt.translate",
     "Translation": "nmt.translate",
     "NmtError": "nmt.errors",

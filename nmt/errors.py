@@ -11,7 +11,7 @@ class NmtError(Exception):
 
     `shown_by_rank0`: in distributed training, rank 0 prints this error and the other ranks,
     which raise it too (to stop), stay silent. Set True on the other ranks' copies by
-    nmt.distributed (`Processes.on_main`) and by the Trainer when a stop signal interrupts
+    nmt.training.distributed (`Processes.on_main`) and by the Trainer when a stop signal interrupts
     training; read by `nmt.cli.main`."""
 
     kind = "error"

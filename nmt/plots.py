@@ -7,18 +7,18 @@ raises MissingDependency, with the install command, when it is absent.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nmt.errors import DataError, MissingDependency
 from nmt.files import atomic_write
+from nmt.rundir.layout import LEARNING_CURVES, METRICS
+from nmt.rundir.records import read_metrics
 
 if TYPE_CHECKING:
+    from nmt.evaluation.tuning import TuneResult
     from nmt.translate import Translation
-    from nmt.tuning import TuneResult
 
 INSTALL = "pip install 'nmt[plot]' (or pip install matplotlib)"
 
@@ -67,50 +67,6 @@ def attention_png(translation: Translation, path: str | Path, title: str = "") -
     return result
 
 
-def _note(message: str) -> None:
-    print(f"nmt: note: {message}", file=sys.stderr)
-
-
-def read_metrics(path: str | Path, note: Callable[[str], None] | None = None) -> list[dict]:
-    """The records of a run's metrics.jsonl. A torn last line (a write cut short by a kill or a
-    full disk) is skipped, with a `note` (default: a line on stderr); a bad line before it is a
-    DataError."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the run's metrics ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                records.append(_record(line))
-            except ValueError:  # json.JSONDecodeError is one
-                if number < len(lines):
-                    raise DataError(f"{path} line {number}: not a JSON record of a step") from None
-                (note or _note)(f"{path} line {number}: skipped a torn last record (a write cut short)")
-    return records
-
-
-# what each kind of record must hold, to be drawn
-RECORD_FIELDS = {"train": ("step", "loss"), "valid": ("step", "dev_loss", "dev_bleu")}
-
-
-def _record(line: str) -> dict:
-    """One line of metrics.jsonl: a JSON object; a train or valid record has its numbers."""
-    record = json.loads(line)
-    if not isinstance(record, dict):
-        raise ValueError("not an object")
-    for key in RECORD_FIELDS.get(record.get("kind"), ()):
-        if not isinstance(record.get(key), (int, float)) or isinstance(record.get(key), bool):
-            raise ValueError(f"no number {key}")
-    return record
-
-
 def learning_curves_png(
     run_dir: str | Path, path: str | Path | None = None, note: Callable[[str], None] | None = None
 ) -> Path:
@@ -118,11 +74,11 @@ def learning_curves_png(
     see read_metrics)."""
     plt = _pyplot()
     run_dir = Path(run_dir)
-    records = read_metrics(run_dir / "metrics.jsonl", note)
+    records = read_metrics(run_dir / METRICS, note)
     train = [r for r in records if r.get("kind") == "train"]
     valid = [r for r in records if r.get("kind") == "valid"]
     if not train and not valid:
-        raise DataError(f"{run_dir / 'metrics.jsonl'}: no training or validation records to draw")
+        raise DataError(f"{run_dir / METRICS}: no training or validation records to draw")
     fig = plt.figure(figsize=(10, 4))
     loss_ax, bleu_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     if train:
@@ -149,7 +105,7 @@ def learning_curves_png(
         ax.grid(alpha=0.3)
     fig.suptitle(run_dir.name)
     fig.tight_layout()
-    result = _save(fig, path or run_dir / "learning_curves.png")
+    result = _save(fig, path or run_dir / LEARNING_CURVES)
     plt.close(fig)
     return result
 

@@ -51,7 +51,7 @@ HALF_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """Mixed precision for config key `precision`: bf16 or fp16; autocast off for fp32 (and int8,
-    whose activations are fp32: nmt.quantize)."""
+    whose activations are fp32: nmt.translate.quantize)."""
     return torch.autocast(device.type, dtype=HALF_TYPES.get(precision, torch.bfloat16), enabled=precision in HALF_TYPES)
 
 

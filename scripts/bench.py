@@ -23,7 +23,7 @@ Reports, for fp32 and each other precision asked for that runs fast here (suffix
   greedy_sents_per_cpu_s, beam5_sents_per_cpu_s: the same per second of the process's CPU time
   (the steadier figure where other jobs share the machine; with one thread: `--set
   training.num_threads=1`);
-- int8 (decoding only, CPU): the same model with its int8 layers (nmt.quantize, listed in
+- int8 (decoding only, CPU): the same model with its int8 layers (nmt.translate.quantize, listed in
   int8_layers) dynamically quantized; `--decode-only` (with `--model`) skips training;
 - peak_rss_mb: the process's peak resident memory; peak_gpu_mb: on CUDA, the most GPU memory
   torch held for tensors.
@@ -55,11 +55,11 @@ from nmt import runtime  # noqa: E402
 from nmt.config import load_config  # noqa: E402
 from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.data.prepare import prepare_data  # noqa: E402
-from nmt.log import Log  # noqa: E402
-from nmt.metrics import bleu  # noqa: E402
-from nmt.quantize import int8_layers, quantize_int8  # noqa: E402
-from nmt.training import Trainer  # noqa: E402
+from nmt.evaluation.metrics import bleu  # noqa: E402
+from nmt.rundir.log import Log  # noqa: E402
+from nmt.training.trainer import Trainer  # noqa: E402
 from nmt.translate import Translator  # noqa: E402
+from nmt.translate.quantize import int8_layers, quantize_int8  # noqa: E402
 
 
 def machine_name(device: torch.device) -> str:
@@ -150,7 +150,7 @@ def decode_speed(
 
 def precision_translator(translator: Translator, precision: str, int8: list[str] | None = None) -> Translator:
     """The translator decoding in `precision`: the same model (autocast), or for int8 a quantized
-    copy (layers `int8`, default nmt.quantize's choice)."""
+    copy (layers `int8`, default nmt.translate.quantize's choice)."""
     cfg = copy.deepcopy(translator.cfg)
     cfg.decoding.precision = precision
     model = translator.model
@@ -176,7 +176,9 @@ def main() -> None:
     )
     p.add_argument("--decode-only", action="store_true", help="with --model: measure decoding only")
     p.add_argument("--repeats", type=int, default=1, help="timed decoding runs; the best counts")
-    p.add_argument("--int8-layers", help="int8: these modules (comma-separated names) instead of nmt.quantize's")
+    p.add_argument(
+        "--int8-layers", help="int8: these modules (comma-separated names) instead of nmt.translate.quantize's"
+    )
     p.add_argument("--profile", type=int, default=0, metavar="N", help="print the profile of N fp32 training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
@@ -244,7 +246,7 @@ def measure_decoding(
     translator: Translator, cfg, precisions: list[str], repeats: int, results: dict, int8: list[str] | None
 ) -> None:
     """Greedy and beam-5 sentences/s and beam-5 BLEU on the config's test split, per precision
-    (int8: the layers `int8`, default nmt.quantize's)."""
+    (int8: the layers `int8`, default nmt.translate.quantize's)."""
     src, ref = read_parallel(cfg.data.test, cfg.data.src_lang, cfg.data.tgt_lang)
     results["decode_sentences"] = len(src)
     for precision in precisions:

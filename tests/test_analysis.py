@@ -1,4 +1,4 @@
-"""nmt.analysis: search errors or model errors, on tiny word-level models whose best output is
+"""nmt.evaluation.analysis: search errors or model errors, on tiny word-level models whose best output is
 known exactly (exhaustive search over every short output), and on a tiny trained model."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import sacrebleu
 import torch
 from word_models import find_search_error, save_run, tiny_translator
 
-from nmt import analysis
 from nmt.data.tokenizer import BOS, EOS
-from nmt.evaluate import NO_DATA
+from nmt.evaluation import analysis
+from nmt.evaluation.splits import NO_DATA
 from nmt.translate import Translator
 
 # --- analysis ----------------------------------------------------------------------------------

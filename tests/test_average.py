@@ -10,10 +10,10 @@ import pytest
 import torch
 from tiny_runs import LINES, shared_run
 
-from nmt.average import average, choose_steps
-from nmt.checkpoint import load_checkpoint, save_checkpoint, step_files
 from nmt.cli import main
 from nmt.errors import CheckpointError, DataError
+from nmt.rundir.average import average, choose_steps
+from nmt.rundir.checkpoint import load_checkpoint, save_checkpoint, step_files
 from nmt.translate import Translator
 
 

@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_dates_config
 
 import nmt
-from nmt.checkpoint import load_checkpoint
+from nmt.rundir.checkpoint import load_checkpoint
 
 
 class RunsCode:
@@ -83,8 +83,8 @@ def test_a_checkpoint_that_would_expand_beyond_the_limit_is_refused(tmp_path, ch
     """The zip's declared sizes are checked before torch.load unpacks anything."""
     import zipfile
 
-    from nmt import checkpoint as ckpt
     from nmt.errors import CheckpointError
+    from nmt.rundir import checkpoint as ckpt
 
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:

@@ -1,6 +1,7 @@
-"""The house rules of the package (issue 17), checked so that they keep: no module over 400
-lines, no function over 60, the model package free of I/O and printing, and library calls that
-leave the process as they found it."""
+"""The house rules of the package, checked so that they keep: no module over 400 lines, no
+function over 60, rooms that import only from the rooms below them, one module that names the
+files of a run, the model package free of I/O and printing, and library calls that leave the
+process as they found it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,63 @@ def test_modules_and_functions_stay_short(path):
             assert length <= 60, f"{path.name}: {node.name} has {length} lines"
 
 
+#: the package's rooms, lowest first: a module imports only from its own room and those before it
+ROOMS = ["foundations", "config", "rundir", "data", "model", "search", "translate", "evaluation", "plots"]
+ROOMS += ["training", "serve", "cli"]
+FOUNDATIONS = {"errors", "files", "untrusted", "runtime"}  # modules at the top of nmt/
+
+
+def _room(module: str) -> str | None:
+    """The room of a module name (nmt.X...), or None for the package itself (nmt, nmt.__version__)."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in ("__version__", "__main__"):
+        return None
+    return "foundations" if parts[1] in FOUNDATIONS else parts[1]
+
+
+def _nmt_imports(tree: ast.AST) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "nmt":
+            out += [node.module] if node.module != "nmt" else [f"nmt.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.split(".")[0] == "nmt"]
+    return out
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_rooms_import_only_from_the_rooms_below(path):
+    """foundations <- config <- rundir <- data <- model <- search <- translate <- evaluation <-
+    plots <- training <- serve <- cli: no circle between rooms, no arrow back up (lazy imports
+    inside functions count too)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    own = _room(module)
+    if own is None:
+        return
+    assert own in ROOMS, f"{module}: a room not in ROOMS"
+    for target in _nmt_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        room = _room(target)
+        assert room is None or ROOMS.index(room) <= ROOMS.index(own), f"{module} ({own}) imports {target} ({room})"
+
+
+def test_only_the_layout_names_the_files_of_a_run():
+    """Every file name of a run is spelled in nmt/rundir/layout.py alone, and each of its names
+    is one nmt owns (a new run file cannot be left out of what --overwrite may delete)."""
+    from nmt.rundir import layout
+
+    names = {value for key, value in vars(layout).items() if key.isupper() and isinstance(value, str)}
+    assert names - {layout.CHECKPOINTS} <= layout.OWNED_FILES
+    assert {layout.hypotheses(split) for split in layout.SPLITS} <= layout.OWNED_FILES
+    spelled = names | layout.OWNED_FILES
+    for path in MODULES:
+        if path.name == "layout.py" and path.parent.name == "rundir":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert node.value not in spelled, f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}"
+                assert not node.value.endswith(".hyp"), f"{path.relative_to(PACKAGE)}:{node.lineno}: use layout"
+
+
 def test_the_model_package_does_no_io():
     """nmt/model is what a student reads: tensors in, tensors out."""
     for path in (PACKAGE / "model").glob("*.py"):
@@ -42,7 +100,7 @@ def test_loading_and_translating_leave_the_process_as_it_was(tmp_path):
 import torch
 from nmt import runtime
 from nmt.config import Config, ModelConfig, config_to_dict
-from nmt.checkpoint import save_checkpoint
+from nmt.rundir.checkpoint import save_checkpoint
 from nmt.model import build_model
 import io, sentencepiece as spm
 from nmt.data.tokenizer import PAD, UNK, BOS, EOS

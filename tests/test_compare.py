@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nmt.cli import main
-from nmt.significance import compare_files
+from nmt.evaluation.significance import compare_files
 
 REFS = [
     "A group of men are loading cotton onto a truck",

@@ -21,12 +21,13 @@ import torch
 from conftest import REPO_ROOT, tiny_dates_config
 
 from nmt.data.batching import POOL_BATCHES, BatchSampler, ListCorpus, make_batch
-from nmt.data.binary import CORPUS_FILE, BinaryCorpus, read_header
+from nmt.data.binary import BinaryCorpus, read_header
 from nmt.data.corpus import read_parallel
 from nmt.data.prepare import prepare_data
 from nmt.data.tokenizer import train_on_sample, training_sample
 from nmt.errors import DataError
-from nmt.log import Log
+from nmt.rundir.layout import CORPUS
+from nmt.rundir.log import Log
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "multi30k"
 
@@ -43,7 +44,7 @@ class Notes(Log):
 
 
 def temporaries(folder: Path) -> list[str]:
-    return [name for name in os.listdir(folder) if name.startswith(f".{CORPUS_FILE}.")]
+    return [name for name in os.listdir(folder) if name.startswith(f".{CORPUS}.")]
 
 
 # --- the batches of the in-memory path that the binary corpus replaced ------------------------
@@ -150,7 +151,7 @@ def test_corpus_is_reused_and_encoded_again_when_an_input_or_limit_changes(tmp_p
     Path(cfg.run_dir).mkdir()
     notes = Notes()
     src_tok, tgt_tok, corpus, _ = prepare_data(cfg, notes)
-    cache = Path(cfg.run_dir) / CORPUS_FILE
+    cache = Path(cfg.run_dir) / CORPUS
     assert any(line.startswith("encoded 400 pairs") for line in notes.lines), notes.lines
     src_ids, tgt_ids = old_training_pairs(cfg, src_tok, tgt_tok)
     assert corpus.rows("src", range(len(corpus))) == src_ids and corpus.rows("tgt", range(len(corpus))) == tgt_ids
@@ -235,7 +236,7 @@ def test_invalid_utf8_deep_in_a_gz_is_named_by_file_and_line(tmp_path, given_tok
     with pytest.raises(DataError) as info:
         prepare_data(cfg, Notes(), toks)
     assert str(info.value) == f"{prefix}.de.gz: line 234,561: invalid UTF-8 (byte 0xe9)"
-    assert not (Path(cfg.run_dir) / CORPUS_FILE).exists() and temporaries(Path(cfg.run_dir)) == []
+    assert not (Path(cfg.run_dir) / CORPUS).exists() and temporaries(Path(cfg.run_dir)) == []
 
 
 def test_mismatched_line_counts_are_found_while_streaming(tmp_path):
@@ -247,7 +248,7 @@ def test_mismatched_line_counts_are_found_while_streaming(tmp_path):
     assert str(info.value) == (
         f"{prefix}.de.gz has 25,000 lines but {prefix}.en has 24,999: parallel files must be aligned line by line"
     )
-    assert not (Path(cfg.run_dir) / CORPUS_FILE).exists() and temporaries(Path(cfg.run_dir)) == []
+    assert not (Path(cfg.run_dir) / CORPUS).exists() and temporaries(Path(cfg.run_dir)) == []
 
 
 def test_a_kill_during_preparation_leaves_no_corpus_that_looks_complete(tmp_path):
@@ -275,13 +276,13 @@ def test_a_kill_during_preparation_leaves_no_corpus_that_looks_complete(tmp_path
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (run_dir / CORPUS_FILE).exists()
+    assert not (run_dir / CORPUS).exists()
     assert [read_header(run_dir / name) for name in temporaries(run_dir)] == [None]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert read_header(run_dir / CORPUS_FILE)["pairs"] == 150_000
+    assert read_header(run_dir / CORPUS)["pairs"] == 150_000
     assert temporaries(run_dir) == []
-    assert len(BinaryCorpus(run_dir / CORPUS_FILE)) == 150_000
+    assert len(BinaryCorpus(run_dir / CORPUS)) == 150_000
 
 
 @pytest.mark.slow  # three nmt processes: ~15 s on an idle 2-core machine
@@ -295,9 +296,9 @@ def test_nmt_prepare_then_train_and_resume_reuse_the_corpus(tmp_path, dates_dir,
     prepared = nmt_cli("prepare", *args[1:])
     assert prepared.returncode == 0, prepared.stderr
     assert "encoded 3,000 pairs" in prepared.stderr
-    assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "spm.src.model", "spm.tgt.model", CORPUS_FILE}
+    assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "spm.src.model", "spm.tgt.model", CORPUS}
     assert not (run_dir / "checkpoints").exists()
-    corpus = (run_dir / CORPUS_FILE).stat()
+    corpus = (run_dir / CORPUS).stat()
     trained = nmt_cli(*args)
     assert trained.returncode == 0, trained.stderr
     assert "trained before on the same data" in trained.stderr and "encoded before" in trained.stderr
@@ -305,7 +306,7 @@ def test_nmt_prepare_then_train_and_resume_reuse_the_corpus(tmp_path, dates_dir,
     resumed = nmt_cli("train", str(run_dir), "--resume", "--set", "training.max_steps=3")
     assert resumed.returncode == 0, resumed.stderr
     assert "encoded before" in resumed.stderr and "resumed from" in resumed.stderr
-    assert (run_dir / CORPUS_FILE).stat().st_ino == corpus.st_ino
+    assert (run_dir / CORPUS).stat().st_ino == corpus.st_ino
 
 
 def test_corpus_file_round_trip_uint16_and_int32(tmp_path):
@@ -316,7 +317,7 @@ def test_corpus_file_round_trip_uint16_and_int32(tmp_path):
 
     src = [[5, 65_535], [], [7] * 9, [70_000, 4]]
     tgt = [[6], [8], [9], [10, 11, 12]]
-    path = tmp_path / CORPUS_FILE
+    path = tmp_path / CORPUS
 
     def write(f):
         writer = CorpusWriter(f, tmp_path, (80_000, 65_536), (8, 8))

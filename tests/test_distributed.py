@@ -18,13 +18,13 @@ import torch
 import torch.multiprocessing as mp
 from conftest import REPO_ROOT, tiny_dates_config, validations_as_evaluated
 
-from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, save_config
 from nmt.data.prepare import prepare_data
-from nmt.distributed import Processes
 from nmt.errors import NmtError
-from nmt.log import Log
-from nmt.training import Trainer
+from nmt.rundir.checkpoint import load_checkpoint
+from nmt.rundir.log import Log
+from nmt.training.distributed import Processes
+from nmt.training.trainer import Trainer
 
 TORCHRUN_TRAIN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 TORCHRUN_TRAIN += ["-m", "nmt", "train"]  # `torchrun --standalone --nproc_per_node 2 -m nmt train`
@@ -55,7 +55,7 @@ def _shard_worker(rank: int, cfg: Config, port: int, out: str) -> None:
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
     )
     torch.set_num_threads(1)
-    from nmt import distributed
+    from nmt.training import distributed
 
     procs, joined = distributed.start()
     assert joined and procs == Processes(rank, rank, 2)

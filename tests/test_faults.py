@@ -23,8 +23,8 @@ import torch
 from conftest import REPO_ROOT, check_one_line_error, tiny_dates_config
 
 import nmt
-from nmt.checkpoint import load_checkpoint
 from nmt.config import save_config
+from nmt.rundir.checkpoint import load_checkpoint
 
 
 def write_config(tmp_path: Path, run: str, **training) -> Path:

@@ -21,11 +21,12 @@ import torch
 from conftest import REPO_ROOT, check_one_line_error
 from word_models import save_run, tiny_translator, word_tokenizer
 
-from nmt.checkpoint import checkpoint_path, save_checkpoint
 from nmt.config import Config, ModelConfig, config_to_dict
 from nmt.errors import CheckpointError, DataError
 from nmt.files import check_output, write_lines
 from nmt.model import build_model
+from nmt.rundir.checkpoint import save_checkpoint
+from nmt.rundir.layout import checkpoint_path
 from nmt.translate import Translator
 
 LINES = "a b\nc d e\n\nb\n"  # 4 lines, one of them empty

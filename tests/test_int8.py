@@ -17,9 +17,9 @@ from nmt.data.batching import make_batch
 from nmt.data.tokenizer import BOS
 from nmt.errors import ConfigError
 from nmt.model import build_model
-from nmt.quantize import int8_layers, quantize_int8
 from nmt.runtime import autocast, check_precision
 from nmt.translate import Translator
+from nmt.translate.quantize import int8_layers, quantize_int8
 
 CPU = torch.device("cpu")
 

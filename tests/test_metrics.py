@@ -1,4 +1,4 @@
-"""nmt.metrics must print what the sacrebleu CLI prints, and its BLEU pieces must add up."""
+"""nmt.evaluation.metrics must print what the sacrebleu CLI prints, and its BLEU pieces must add up."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from nmt.data.corpus import read_lines
 from nmt.errors import DataError
-from nmt.evaluate import score
-from nmt.metrics import (
+from nmt.evaluation.metrics import (
     BleuReport,
     ChrfReport,
     bleu,
@@ -23,9 +23,9 @@ from nmt.metrics import (
     chrf,
     format_report,
     json_report,
-    read_lines,
     score_files,
 )
+from nmt.evaluation.splits import corpus_metrics
 
 # The first 24 lines of Multi30k val.en (shared/data/multi30k/val.en.gz), kept
 # here so the test does not depend on the data directory.
@@ -168,7 +168,7 @@ def test_zero_precision_report_does_not_crash() -> None:
 
 def test_evaluate_scores_keep_the_metric_reports() -> None:
     hyps, refs = ["a b c d e", "x y"], ["a b z d e", "x y "]
-    s = score(hyps, refs)
+    s = corpus_metrics(hyps, refs)
     b, c = bleu(hyps, [refs]), chrf(hyps, [refs])
     assert isinstance(s.bleu_report, BleuReport) and isinstance(s.chrf_report, ChrfReport)
     assert (s.bleu, s.bleu_signature) == (b.score, b.signature)

@@ -449,7 +449,7 @@ def test_textbook_decoder_computes_what_the_fast_one_computes(rnn_type, attentio
 
 
 def test_every_encoder_the_config_names_is_in_the_table():
-    """model.encoder's choices (nmt/config.py) and nmt.model.seq2seq.ENCODERS name the same encoders."""
+    """model.encoder's choices (nmt/config/sections.py) and nmt.model.seq2seq.ENCODERS name the same encoders."""
     choices = typing.get_args(typing.get_type_hints(ModelConfig)["encoder"])
     assert set(choices) == set(ENCODERS) and "birnn" in choices
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from word_models import png_size, save_run, tiny_translator
 
-from nmt import tuning
+from nmt.evaluation import tuning
 from nmt.plots import attention_png, learning_curves_png, tune_png
 
 # --- pictures ----------------------------------------------------------------------------------

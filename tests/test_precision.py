@@ -11,13 +11,13 @@ import torch
 from conftest import tiny_dates_config
 
 import nmt
-from nmt.checkpoint import load_checkpoint
 from nmt.config import Config
 from nmt.data.batching import make_batch
 from nmt.data.prepare import prepare_data
 from nmt.errors import ConfigError
-from nmt.log import Log
-from nmt.training import Trainer
+from nmt.rundir.checkpoint import load_checkpoint
+from nmt.rundir.log import Log
+from nmt.training.trainer import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

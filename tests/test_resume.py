@@ -20,9 +20,9 @@ import yaml
 from conftest import REPO_ROOT, tiny_dates_config
 
 import nmt
-from nmt.checkpoint import load_checkpoint
 from nmt.config import Config, config_to_dict
 from nmt.errors import CheckpointError, ConfigError, DataError
+from nmt.rundir.checkpoint import load_checkpoint
 
 
 def tiny_config(tmp_path: Path, run: str, **training) -> Config:
@@ -239,7 +239,7 @@ def test_a_run_of_an_older_nmt_resumes_with_the_defaults_of_keys_added_since(tmp
 
 
 def test_resume_may_switch_model_textbook_but_no_other_model_key(tmp_path):
-    from nmt.run import _check_same_training
+    from nmt.training.job import _check_same_training
 
     cfg = tiny_config(tmp_path, "run")
     stored = config_to_dict(cfg)
@@ -305,7 +305,7 @@ def test_resume_falls_back_to_the_newest_step_file_that_loads(tmp_path, damage):
 def test_best_is_linked_before_last(tmp_path, monkeypatch):
     """A kill between the two links (simulated: the last.pt link fails at step 4) leaves best.pt
     on a model at least as good as the best one last.pt records; the run then resumes exactly."""
-    from nmt import checkpoint
+    from nmt.rundir import checkpoint
 
     link = checkpoint.link_checkpoint
 
@@ -337,7 +337,7 @@ def test_a_stop_signal_at_a_validation_step_saves_at_once_and_the_resumed_run_va
     """The scheduled validation of the step a signal came in waits for the resumed run, which
     then trains exactly as one that was never stopped."""
     from nmt.errors import Interrupted
-    from nmt.training import Trainer
+    from nmt.training.trainer import Trainer
 
     step = Trainer.train_step
 
@@ -372,7 +372,7 @@ def test_resume_drops_the_metrics_past_the_checkpoint_and_a_torn_last_line(tmp_p
 
 def test_the_learning_curves_skip_a_torn_last_line_with_a_note(tmp_path, capsys):
     from nmt.errors import DataError
-    from nmt.plots import read_metrics
+    from nmt.rundir.records import read_metrics
 
     good = json.dumps({"kind": "train", "step": 1, "loss": 2.0})
     (tmp_path / "metrics.jsonl").write_text(good + '\n{"kind": "tr')

@@ -1,11 +1,11 @@
-"""nmt.schedule: warmup, inverse square root, linear decay and the plateau schedule."""
+"""nmt.training.schedule: warmup, inverse square root, linear decay and the plateau schedule."""
 
 import pytest
 import torch
 
 import nmt
 from nmt.config import TrainingConfig
-from nmt.schedule import LRSchedule
+from nmt.training.schedule import LRSchedule
 
 
 def _schedule(**kw) -> tuple[LRSchedule, torch.optim.Optimizer]:

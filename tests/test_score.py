@@ -10,8 +10,8 @@ import pytest
 from tiny_runs import LINES, shared_run
 
 from nmt.cli import main
-from nmt.scoring import read_pairs, score_pairs
 from nmt.translate import Translator
+from nmt.translate.scoring import read_pairs, score_pairs
 
 
 @pytest.fixture(scope="module")

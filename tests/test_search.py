@@ -7,6 +7,7 @@ shares no code with the search loop.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.config import ModelConfig
+from nmt.config import DecodingConfig, ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
 from nmt.model import Seq2Seq, build_model
@@ -668,3 +669,17 @@ def test_outputs_stop_at_max_len_with_the_forced_eos(rnn_type):
         beam_search(model, batch.src, batch.src_lengths, limit, SearchOptions(beam_size=2, alpha=1.0)),
     ):
         assert [len(h[0].tokens) for h in hyps] == limit.tolist()
+
+
+def test_every_decoding_key_reaches_the_search_or_the_translator():
+    """A decoding config key is a search option of the same name (SearchOptions.of copies it
+    over) or one of the translator's own settings: a new option needs no copying code."""
+    translator_keys = {"max_length_ratio", "max_length_offset", "batch_size", "precision"}
+    options = {f.name for f in dataclasses.fields(SearchOptions)}
+    for f in dataclasses.fields(DecodingConfig):
+        assert f.name in options or f.name in translator_keys, f.name
+    d = DecodingConfig(beam_size=4, alpha=0.5, length_penalty="gnmt", n_best=2, stop="fast", no_unk=True)
+    o = SearchOptions.of(d, n_best=3, attention=True)
+    assert (o.beam_size, o.alpha, o.length_penalty, o.n_best, o.stop, o.no_unk, o.attention) == (
+        4, 0.5, "gnmt", 3, "fast", True, True
+    )  # fmt: skip

@@ -6,8 +6,8 @@ import torch
 from conftest import tiny_dates_config
 
 import nmt
-from nmt.checkpoint import load_checkpoint
 from nmt.config import Config
+from nmt.rundir.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,11 +43,11 @@ def test_api_train_then_translate(tmp_path, monkeypatch):
 
 
 def test_a_failure_to_draw_the_learning_curves_is_a_note_not_a_failed_training(tmp_path, monkeypatch):
-    import nmt.run
+    import nmt.training.job
 
     def broken(*args, **kwargs):
         raise ValueError("the backend\nfell over")
 
-    monkeypatch.setattr(nmt.run, "learning_curves_png", broken)
+    monkeypatch.setattr(nmt.training.job, "learning_curves_png", broken)
     run_dir = nmt.train(_tiny_config(tmp_path, "run"))
     assert "learning curves not drawn: the backend fell over" in (run_dir / "train.log").read_text()

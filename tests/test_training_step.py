@@ -1,6 +1,6 @@
 """The optimised training step against a straightforward implementation of the same model.
 
-The fast path (nmt.loss.training_loss) runs the encoder's backward direction on sentences
+The fast path (nmt.training.objective.training_loss) runs the encoder's backward direction on sentences
 reversed within their lengths instead of packing, hoists the embedding half of the first
 layer's input projection out of the decoder loop, accumulates the gates with addmm, scores
 additive attention in its sigmoid form, splits W_c in two, and fuses the output layer with the
@@ -18,12 +18,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt import loss as loss_module
 from nmt.config import ModelConfig
 from nmt.data.batching import make_batch
 from nmt.data.tokenizer import PAD
-from nmt.loss import output_loss, training_loss
 from nmt.model import Seq2Seq, build_model
+from nmt.model import output as output_module
+from nmt.model.output import output_loss
+from nmt.training.objective import training_loss
 
 SRC_V, TGT_V = 29, 23
 
@@ -181,7 +182,7 @@ def test_textbook_switch_trains_the_same_model(rnn_type, smoothing, decoder):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 def test_output_loss_equals_torch_cross_entropy(smoothing, dtype, monkeypatch):
     """Loss and gradients of the fused output layer + loss, with blocks that do not divide the rows."""
-    monkeypatch.setattr(loss_module, "BLOCK_ELEMENTS", 3 * 11)  # blocks of 3 rows of 11 logits
+    monkeypatch.setattr(output_module, "BLOCK_ELEMENTS", 3 * 11)  # blocks of 3 rows of 11 logits
     g = torch.Generator().manual_seed(3)
     out = torch.nn.Linear(5, 11).to(dtype)
     att = torch.randn(4, 7, 5, generator=g, dtype=dtype, requires_grad=True)

@@ -1,5 +1,5 @@
-"""nmt.tuning and the run's stored decoding defaults (`nmt tune --write`), and the choice of
-evaluation data (nmt.evaluate.eval_data)."""
+"""nmt.evaluation.tuning and the run's stored decoding defaults (`nmt tune --write`), and the choice of
+evaluation data (nmt.evaluation.splits.eval_data)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import sacrebleu
 import yaml
 from word_models import png_size, save_run, tiny_translator
 
-from nmt import tuning
-from nmt.checkpoint import checkpoint_path, remember_run, write_decoding_defaults
 from nmt.config import DataConfig
 from nmt.errors import DataError
-from nmt.evaluate import NO_DATA, NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.evaluation import tuning
+from nmt.evaluation.splits import NO_DATA, NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.rundir.defaults import remember_run, write_decoding_defaults
+from nmt.rundir.layout import checkpoint_path
 from nmt.translate import Translator
 
 # --- tuning and stored decoding defaults ------------------------------------------------------

@@ -13,9 +13,9 @@ from conftest import tiny_dates_config
 
 from nmt.config import Config
 from nmt.data.prepare import prepare_data
-from nmt.log import Log
 from nmt.model import build_model
-from nmt.training import Trainer
+from nmt.rundir.log import Log
+from nmt.training.trainer import Trainer
 from nmt.translate import Translator
 
 

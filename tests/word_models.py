@@ -14,10 +14,11 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from nmt.checkpoint import checkpoint_path, save_checkpoint
 from nmt.config import Config, ModelConfig, config_to_dict
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 from nmt.model import build_model
+from nmt.rundir.checkpoint import save_checkpoint
+from nmt.rundir.layout import checkpoint_path
 from nmt.translate import Translator
 
 WORDS = ["a", "b", "c", "d", "e"]

@@ -30,7 +30,6 @@ import numpy as np
 
 from nmt.errors import DataError
 
-CORPUS_FILE = "train.bin"
 MAGIC = b"NMTBIN01"
 FORMAT = 1
 ALIGN = 64

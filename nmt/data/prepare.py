@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmt.config import Config
-from nmt.data.binary import CORPUS_FILE, BinaryCorpus, CorpusWriter, read_header
+from nmt.data.binary import BinaryCorpus, CorpusWriter, read_header
 from nmt.data.corpus import LineReader, parallel_blocks, read_parallel, split_path
 from nmt.data.dates import SPLITS, ensure_dates_data
 from nmt.data.progress import stage
 from nmt.data.tokenizer import Tokenizer, build_tokenizers
 from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.files import atomic_write
-from nmt.log import Log
-
-TOKENIZER_FILES = {True: ("spm.model", "spm.model"), False: ("spm.src.model", "spm.tgt.model")}  # by joint
+from nmt.rundir.layout import CORPUS, TOKENIZERS
+from nmt.rundir.log import Log
 
 
 @dataclass
@@ -73,7 +72,7 @@ def prepare_data(
     generate_data(cfg)
     paths = (split_path(d.train, d.src_lang), split_path(d.train, d.tgt_lang))
     inputs = [_file_stats(path) for path in paths]
-    cache = Path(cfg.run_dir) / CORPUS_FILE
+    cache = Path(cfg.run_dir) / CORPUS
     header = read_header(cache)
     recipe = _json({"tokenizer": dataclasses.asdict(cfg.tokenizer), "seed": cfg.seed, "inputs": inputs})
     if tokenizers is None:
@@ -147,7 +146,7 @@ def _tokenizers(
 
 def _run_dir_tokenizers(cfg: Config, header: dict) -> tuple[Tokenizer, Tokenizer] | None:
     """The run directory's sentencepiece models, if they are those the corpus was encoded with."""
-    names = TOKENIZER_FILES[cfg.tokenizer.joint]
+    names = TOKENIZERS[cfg.tokenizer.joint]
     try:
         toks = [Tokenizer.from_file(Path(cfg.run_dir) / name) for name in names]
     except (CheckpointError, ConfigError):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from tqdm import tqdm
 
-from nmt.log import Log
+from nmt.rundir.log import Log
 
 
 @contextlib.contextmanager

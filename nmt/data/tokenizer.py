@@ -17,6 +17,7 @@ from nmt.config import TokenizerConfig
 from nmt.data.corpus import LineReader
 from nmt.errors import CheckpointError, ConfigError, DataError
 from nmt.files import atomic_write
+from nmt.rundir.layout import TOKENIZERS
 
 Lines = list[str] | Path  # lines, or a text file to stream them from
 
@@ -189,6 +190,6 @@ def _sample(sources: list[Lines], cfg: TokenizerConfig, seed: int, progress: Pro
 def save_tokenizers(src: Tokenizer, tgt: Tokenizer, run_dir: Path) -> None:
     """Write `spm.model` (joint) or `spm.src.model` and `spm.tgt.model` into the run dir, each
     atomically (a temporary file, fsync, rename)."""
-    models = {"spm.model": src} if src is tgt else {"spm.src.model": src, "spm.tgt.model": tgt}
-    for name, tok in models.items():
+    src_name, tgt_name = TOKENIZERS[src is tgt]
+    for name, tok in {src_name: src, tgt_name: tgt}.items():
         atomic_write(run_dir / name, lambda f, proto=tok.model_proto: f.write(proto))

@@ -12,15 +12,15 @@ import torch
 from torch import nn
 
 
-def attend(scores: torch.Tensor, src_mask: torch.Tensor, enc_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attend(energies: torch.Tensor, src_mask: torch.Tensor, enc_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked softmax over source positions and the weighted sum of encoder states.
 
-    scores: (B, K, S), the scores of K queries per sentence (beam search's K hypotheses share
+    energies: (B, K, S), the energies e of K queries per sentence (beam search's K hypotheses share
     their sentence's encoder states; K = 1 elsewhere); src_mask: (B, S) bool (True = real
     token); enc_out: (B, S, 2H). Returns the contexts c_t = sum_j a_tj h_j: (B*K, 2H), and the
     weights a_t: (B*K, S), query by query.
     """
-    weights = torch.softmax(scores.masked_fill(~src_mask.unsqueeze(1), float("-inf")), dim=-1)
+    weights = torch.softmax(energies.masked_fill(~src_mask.unsqueeze(1), float("-inf")), dim=-1)
     context = torch.bmm(weights, enc_out)  # (B, K, 2H): one product per sentence for its K queries
     return context.flatten(0, 1), weights.flatten(0, 1)
 
@@ -53,15 +53,15 @@ class BahdanauAttention(nn.Module):
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
         """query s_t: (B*K, Hd); keys: (B, S, A). Returns context (B*K, 2H), weights (B*K, S).
 
-        In bf16/fp16 (autocast) the constant sum(v) would be added before the scores are
+        In bf16/fp16 (autocast) the constant sum(v) would be added before the energies are
         rounded, and a large one would swamp their differences: there the tanh form is used."""
         w_s = per_sentence(self.W(query), keys.size(0)).unsqueeze(2)  # (B, K, 1, A)
         pre = torch.add(keys.unsqueeze(1), w_s, alpha=2)  # 2 (W s_t + U h_j): (B, K, S, A)
         if pre.dtype in (torch.float32, torch.float64):
-            scores = 2 * self.v(torch.sigmoid(pre)).squeeze(3)  # e_tj + sum(v): (B, K, S)
+            energies = 2 * self.v(torch.sigmoid(pre)).squeeze(3)  # e_tj + sum(v): (B, K, S)
         else:
-            scores = self.v(torch.tanh(0.5 * pre)).squeeze(3)  # e_tj
-        return attend(scores, src_mask, enc_out)
+            energies = self.v(torch.tanh(0.5 * pre)).squeeze(3)  # e_tj
+        return attend(energies, src_mask, enc_out)
 
 
 class TextbookBahdanauAttention(BahdanauAttention):
@@ -73,8 +73,8 @@ class TextbookBahdanauAttention(BahdanauAttention):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
         w_s = per_sentence(self.W(query), keys.size(0)).unsqueeze(2)  # (B, K, 1, A)
-        scores = self.v(torch.tanh(w_s + keys.unsqueeze(1))).squeeze(3)  # (B, K, S)
-        return attend(scores, src_mask, enc_out)
+        energies = self.v(torch.tanh(w_s + keys.unsqueeze(1))).squeeze(3)  # (B, K, S)
+        return attend(energies, src_mask, enc_out)
 
 
 class LuongAttention(nn.Module):
@@ -90,8 +90,8 @@ class LuongAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor):
         """query s_t: (B*K, Hd); keys: (B, S, Hd). Returns context (B*K, 2H), weights (B*K, S)."""
-        scores = torch.bmm(keys, per_sentence(query, keys.size(0)).transpose(1, 2))  # (B, S, K)
-        return attend(scores.transpose(1, 2), src_mask, enc_out)
+        energies = torch.bmm(keys, per_sentence(query, keys.size(0)).transpose(1, 2))  # (B, S, K)
+        return attend(energies.transpose(1, 2), src_mask, enc_out)
 
 
 def make_attention(kind: str, query_size: int, key_size: int, attention_size: int, textbook: bool = False) -> nn.Module:

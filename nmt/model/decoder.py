@@ -65,7 +65,7 @@ class DecoderState:
 
 def plus_product(x: torch.Tensor, layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """x + W inputs for a bias-free linear layer W: x (B, G), inputs (B, D) -> (B, G). One fused
-    addmm from W's weight, or, when W is no plain nn.Linear (an int8 layer, nmt.quantize), the
+    addmm from W's weight, or, when W is no plain nn.Linear (an int8 layer, nmt.translate.quantize), the
     layer's own product added to x."""
     if type(layer) is nn.Linear:
         return torch.addmm(x, inputs, layer.weight.t())

@@ -7,7 +7,7 @@ made once from the weights make a step faster:
 - W_o^T stored row by row (Hd x V, contiguous): BLAS reads it about 1.7x faster than the
   transposed view of W_o (V x Hd, 8 MB for the reference model) at 5 rows (a beam of 5), and
   equally fast from about 160 rows on. The CPU only (cuBLAS reads either layout; not measured
-  there); an int8 output layer (nmt.quantize) keeps its own packed weights.
+  there); an int8 output layer (nmt.translate.quantize) keeps its own packed weights.
 - The first decoder layer's input projection W_e E y + b depends on the previous token alone,
   so search looks it up in a table of every target token's, (V, G), instead of multiplying by
   W_e at every step: one product over the vocabulary. For the fast decoders with a plain W_e
@@ -65,7 +65,7 @@ class FrozenSeq2Seq(nn.Module):
 
     def __getstate__(self) -> dict:
         """A copy (copy.deepcopy, pickle) starts without products: whoever copies a model may
-        change its layers (nmt.quantize replaces them in its copy)."""
+        change its layers (nmt.translate.quantize replaces them in its copy)."""
         return {**super().__getstate__(), "_products": {}}
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:

@@ -10,9 +10,9 @@ from torch import nn
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import PAD
-from nmt.loss import output_loss, plain_output_loss
 from nmt.model.decoder import DECODERS, Decoder, DecoderState, Memory
 from nmt.model.encoder import BiRNNEncoder, Encoder
+from nmt.model.output import output_loss, plain_output_loss
 
 # model.encoder -> the encoder it names (see the contract in nmt.model.encoder)
 ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {
@@ -64,7 +64,7 @@ class Seq2Seq(nn.Module):
     def output_loss(self, features: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """Label-smoothed cross-entropy of softmax(W_o ã_t) summed over the real (non-PAD) targets
         of tgt_out (B, T); features: (B, T, Hd). Scalar, fp32. The fused blocked computation of
-        nmt.loss, or with `model.textbook` PyTorch's F.cross_entropy on the whole logits."""
+        nmt.model.output, or with `model.textbook` PyTorch's F.cross_entropy on the whole logits."""
         loss = plain_output_loss if self.textbook else output_loss
         return loss(features, self.output, tgt_out, label_smoothing)
 

@@ -3,7 +3,7 @@ length penalty and the rules about special tokens; and forced decoding (`sequenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import torch
@@ -61,6 +61,14 @@ class SearchOptions:
     stop: str = "exact"
     no_unk: bool = False
 
+    @classmethod
+    def of(cls, decoding: Any, **given: Any) -> SearchOptions:
+        """The options of a decoding config section (nmt.config.DecodingConfig): every field the
+        two share, by name, with the `given` values on top. A new search option is a field
+        here and one there, nothing between."""
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(decoding)}
+        return cls(**{**{name: getattr(decoding, name) for name in shared}, **given})
+
     def score(self, log_prob: float, length: int) -> float:
         """The normalised score of a hypothesis of `length` tokens (EOS included)."""
         return log_prob / length_penalty(length, self.alpha, self.length_penalty)
@@ -108,7 +116,7 @@ def sequence_log_probs(
 
     Forced decoding with the model's teacher-forced logits: tgt_in (B, T) starts with BOS,
     tgt_out (B, T) ends with EOS, PAD after it. A model with its own `sequence_log_probs` (an
-    ensemble, nmt.ensemble) computes them itself.
+    ensemble, nmt.translate.ensemble) computes them itself.
     """
     if hasattr(model, "sequence_log_probs"):
         return model.sequence_log_probs(src, src_lengths, tgt_in, tgt_out)

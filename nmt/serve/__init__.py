@@ -106,7 +106,8 @@ def serve(
     searches: the decoding workers' search functions (default: threads sharing the translator)."""
     import uvicorn
 
-    from nmt.checkpoint import latest_run, resolve_checkpoint
+    from nmt.rundir.checkpoint import resolve_checkpoint
+    from nmt.rundir.defaults import latest_run
     from nmt.serve.app import create_app
 
     paths = [str(resolve_checkpoint(m)) for m in (models or [latest_run()])]

@@ -7,7 +7,7 @@ sentences/s, 2 processes at 200 (README, "nmt serve"). So with several workers e
 the server's thread for that worker sends it a batch through a pipe and waits (without the GIL)
 for the n-best lists.
 
-Every worker builds its model from the checkpoint states the server loaded (`Translator.load_states`;
+Every worker builds its model from the checkpoint states the server loaded (`nmt.translate.loading.load_states`;
 the weights travel once, through shared memory), so all of them translate with the same
 weights and decoding defaults as the server's own translator, even when training replaces the
 checkpoint file meanwhile. A worker ignores SIGINT and SIGTERM: the server decides when it stops
@@ -28,6 +28,7 @@ import torch.multiprocessing as mp
 
 from nmt.errors import NmtError
 from nmt.translate import Translator
+from nmt.translate.loading import from_states, load_states
 
 #: what a worker needs of a checkpoint state (the optimizer's is not sent)
 STATE_KEYS = ("format", "config", "tokenizers", "model")
@@ -40,7 +41,7 @@ class WorkerDied(RuntimeError):
 
 
 class WorkerProcess:
-    """One decoding process, built from `states` (Translator.load_states) on `device` in
+    """One decoding process, built from `states` (nmt.translate.loading.load_states) on `device` in
     `precision`, with `threads` torch threads. `search` has Translator.search's signature."""
 
     def __init__(self, states: list[tuple[str, Path, dict]], device: str, precision: str | None, threads: int):
@@ -115,7 +116,7 @@ def _work(conn: Connection, states: list, device: str, precision: str | None, th
 
     configure(threads)
     try:
-        translator = Translator.from_states(states, device, precision)
+        translator = from_states(states, device, precision)
     except Exception as e:  # noqa: BLE001 - the server reports it
         conn.send_bytes(pickle.dumps(("error", f"{type(e).__name__}: {e}")))
         return
@@ -143,8 +144,8 @@ def load_workers(
     `count` > 1, `count` decoding processes built from the same checkpoint states, ready. With
     none, the server's workers are threads sharing the translator (one worker, or a GPU, whose
     kernels one process queues as well as several)."""
-    states = Translator.load_states(models, device, precision)
-    translator = Translator.from_states(states, device, precision)
+    states = load_states(models, device, precision)
+    translator = from_states(states, device, precision)
     if count == 1 or translator.device.type != "cpu":
         return translator, []
     return translator, start_workers(states, device, precision, threads, count)

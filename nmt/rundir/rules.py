@@ -1,13 +1,10 @@
-"""The run directory on disk: which files are nmt's, who trains in it (the lock), starting a
-new run in it and picking the checkpoint to resume from.
+"""The rules of a run directory: who trains in it (the lock), starting a new run in it, and
+picking the checkpoint to resume from.
 
-nmt writes these in RUN_DIR (OWNED_FILES): config.yaml, spm.model or spm.src.model and
-spm.tgt.model, train.bin (the encoded training corpus), metrics.jsonl, train.log, train.lock,
-test.hyp and dev.hyp, decoding.yaml, learning_curves.png, tune.png; and checkpoints/ holding
-step-N.pt, last.pt and best.pt; plus the temporary files of its atomic writes (.NAME.XXXX.tmp),
-which a kill can leave behind. A new run deletes exactly those, file by file (except train.bin,
-which it has just checked or made for itself), and refuses to start in a directory holding
-anything else.
+nmt owns the files nmt.rundir.layout names (OWNED_FILES, and what checkpoints/ holds), plus the
+temporary files of its atomic writes (.NAME.XXXX.tmp), which a kill can leave behind. A new
+run deletes exactly those, file by file (except train.bin, which it has just checked or made
+for itself), and refuses to start in a directory holding anything else.
 """
 
 from __future__ import annotations
@@ -19,29 +16,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from nmt.checkpoint import CHECKPOINT_DIR, checkpoint_path, link_checkpoint, load_checkpoint, step_files
-from nmt.data.binary import CORPUS_FILE
 from nmt.errors import CheckpointError, ConfigError
+from nmt.rundir.checkpoint import link_checkpoint, load_checkpoint, step_files
+from nmt.rundir.layout import CHECKPOINT_FILE, CHECKPOINTS, CORPUS, LOCK, OWNED_FILES, checkpoint_path
 
-LOCK_FILE = "train.lock"
-OWNED_FILES = frozenset(
-    (
-        "config.yaml",
-        "spm.model",
-        "spm.src.model",
-        "spm.tgt.model",
-        CORPUS_FILE,
-        "metrics.jsonl",
-        "train.log",
-        LOCK_FILE,
-        "test.hyp",
-        "dev.hyp",
-        "decoding.yaml",
-        "learning_curves.png",
-        "tune.png",
-    )
-)
-CHECKPOINT_FILE = re.compile(r"step-\d+\.pt|last\.pt|best\.pt")
 TEMPORARY = re.compile(r"\.(.+)\.\w+\.tmp")  # .NAME.XXXX.tmp: an atomic write of NAME cut short
 
 
@@ -65,7 +43,7 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self, run_dir: Path) -> None:
-        path = run_dir / LOCK_FILE
+        path = run_dir / LOCK
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
@@ -117,7 +95,7 @@ def _is_owned(entry: Path, owned: Callable[[str], bool] = _top_level) -> bool:
 def foreign_entry(run_dir: Path) -> Path | None:
     """The first thing in `run_dir` that nmt did not write (None: everything is nmt's)."""
     for entry in sorted(run_dir.iterdir()):
-        if entry.name == CHECKPOINT_DIR and entry.is_dir() and not entry.is_symlink():
+        if entry.name == CHECKPOINTS and entry.is_dir() and not entry.is_symlink():
             inner = next((e for e in sorted(entry.iterdir()) if not _is_owned(e, _in_checkpoints)), None)
             if inner is not None:
                 return inner
@@ -129,7 +107,7 @@ def foreign_entry(run_dir: Path) -> Path | None:
 def check_new_run(run_dir: Path, overwrite: bool) -> None:
     """Refuse to start a new run in `run_dir` when it holds a run (unless `overwrite`) or
     anything nmt did not write (always: nmt deletes only its own files)."""
-    checkpoints = run_dir / CHECKPOINT_DIR
+    checkpoints = run_dir / CHECKPOINTS
     if checkpoints.is_dir() and any(CHECKPOINT_FILE.fullmatch(name) for name in os.listdir(checkpoints)):
         if not overwrite:
             raise ConfigError(
@@ -149,7 +127,7 @@ def clear_run(run_dir: Path) -> None:
     by one, checkpoints first: a kill half-way leaves nothing to resume from. The lock stays, and
     so does the training corpus (the new run's own, made or checked by nmt.data.prepare)."""
     with writing(run_dir):
-        checkpoints = run_dir / CHECKPOINT_DIR
+        checkpoints = run_dir / CHECKPOINTS
         if checkpoints.is_dir() and not checkpoints.is_symlink():
             for entry in checkpoints.iterdir():
                 if _is_owned(entry, _in_checkpoints):
@@ -157,7 +135,7 @@ def clear_run(run_dir: Path) -> None:
             with contextlib.suppress(OSError):
                 checkpoints.rmdir()
         for entry in run_dir.iterdir():
-            if entry.name not in (LOCK_FILE, CHECKPOINT_DIR, CORPUS_FILE) and _is_owned(entry):
+            if entry.name not in (LOCK, CHECKPOINTS, CORPUS) and _is_owned(entry):
                 entry.unlink(missing_ok=True)
 
 
@@ -166,7 +144,7 @@ def find_resumable(run_dir: Path, required: frozenset[str]) -> tuple[Path, dict,
     load) the newest step-N.pt that loads. None when there is none at all (a new run). A
     checkpoint without the resume state (`required` progress keys, random states) is an error."""
     last = checkpoint_path(run_dir, "last")
-    steps = step_files(run_dir / CHECKPOINT_DIR)
+    steps = step_files(run_dir / CHECKPOINTS)
     candidates = [last] + [steps[n] for n in sorted(steps, reverse=True)]
     failure = None
     for path in candidates:
@@ -194,7 +172,7 @@ def tidy_for_resume(run_dir: Path, path: Path, state: dict) -> None:
     short and the step files past the resumed step (written after it by the run that was killed);
     point last.pt at `path`, and best.pt at the best step file when a kill came between writing
     it and linking."""
-    folder, step = run_dir / CHECKPOINT_DIR, state["progress"]["step"]
+    folder, step = run_dir / CHECKPOINTS, state["progress"]["step"]
     with writing(run_dir):
         for place, owned in ((run_dir, _top_level), (folder, _in_checkpoints)):
             for name in os.listdir(place):

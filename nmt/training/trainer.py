@@ -1,7 +1,8 @@
 """Training: the optimisation loop, validation, checkpoints and stopping rules (`Trainer`).
 
-The whole job behind `nmt train` (run directory, resume, test report) is nmt.run; the data
-it trains on comes from nmt.data.prepare, the learning-rate schedule from nmt.schedule.
+The whole job behind `nmt train` (run directory, resume, test report) is nmt.training.job; the
+data it trains on comes from nmt.data.prepare, the learning-rate schedule from
+nmt.training.schedule, where it stands from nmt.training.state.
 """
 
 from __future__ import annotations
@@ -12,75 +13,34 @@ import shlex
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nmt import runtime
-from nmt.checkpoint import checkpoint_path, save_step
 from nmt.config import Config, config_to_dict
 from nmt.data.batching import BatchSampler, PairCorpus, sorted_batches
 from nmt.data.prepare import Split
 from nmt.data.tokenizer import Tokenizer
-from nmt.distributed import Processes
 from nmt.errors import DataError, Interrupted
-from nmt.evaluate import score
-from nmt.log import Log
-from nmt.loss import TrainingLoss
+from nmt.evaluation.splits import corpus_metrics
 from nmt.model import build_model
-from nmt.schedule import LRSchedule
+from nmt.rundir.checkpoint import save_step
+from nmt.rundir.layout import checkpoint_path
+from nmt.rundir.log import Log
+from nmt.training.distributed import Processes
+from nmt.training.objective import TrainingLoss
+from nmt.training.schedule import LRSchedule
+from nmt.training.state import Progress
 from nmt.translate import Translator
-
-
-@dataclass
-class Progress:
-    """Where training stands: what a checkpoint saves as its "progress" dict (`state_dict`), what
-    a resumed run reads back (`from_state_dict`) and what --resume requires (`saved_keys`).
-
-    `best` and `best_saved` are both dev metrics (valid_metric, as measured), usually equal.
-    `best` is what patience (`bad_validations`) and the plateau schedule compare against; only
-    scheduled validations (every training.valid_every steps) change it. `best_saved` is the
-    metric of checkpoints/best.pt: the unscheduled validation at the end of a run that stops
-    between two scheduled ones may improve it too, keeping the better model without changing
-    the training state (see Trainer.validate), so that stopping and resuming trains exactly as
-    going on would."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # the current epoch, from 1 (0: none begun)
-    best: float | None = None  # best dev metric of the scheduled validations (None: none yet)
-    bad_validations: int = 0  # scheduled validations since `best` last improved
-    batches_done: int = 0  # batches of the current epoch trained on, all ranks together
-    last_valid: int = -1  # step of the last validation
-    best_saved: float | None = None  # dev metric of checkpoints/best.pt
-    scores: dict[str, float] = field(default_factory=dict)  # step -> dev metric (higher is better) of its checkpoint
-    started: float = field(default_factory=time.time)  # time.time() less the seconds trained so far
-
-    def state_dict(self) -> dict:
-        """The checkpoint's "progress": the fields, `started` as "seconds" (time trained so far)."""
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        state["seconds"] = time.time() - state.pop("started")
-        return state
-
-    @classmethod
-    def saved_keys(cls) -> frozenset[str]:
-        """The keys of the checkpoint's "progress" dict: a run can resume from it when it has them all."""
-        return frozenset("seconds" if f.name == "started" else f.name for f in fields(cls))
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> Progress:
-        """The progress a checkpoint saved, its clock going on from the seconds trained."""
-        values = {f.name: state[f.name] for f in fields(cls) if f.name != "started"}
-        values["scores"] = dict(values["scores"])
-        return cls(**values, started=time.time() - state["seconds"])
 
 
 class Trainer:
     """The optimisation loop with its validation, checkpoints and stopping rules; where it
     stands is `progress` (see Progress).
 
-    In distributed training (see nmt.distributed) every rank runs a Trainer; `procs` says which."""
+    In distributed training (see nmt.training.distributed) every rank runs a Trainer; `procs` says which."""
 
     def __init__(
         self,
@@ -172,7 +132,7 @@ class Trainer:
         t0, p = time.time(), self.progress
         loss = self.dev_loss()
         hyps = self.dev_translations()
-        scores = score(hyps, self.dev.tgt)
+        scores = corpus_metrics(hyps, self.dev.tgt)
         value = {"bleu": scores.bleu, "accuracy": scores.accuracy, "loss": loss}[self.t.valid_metric]
         sign = -1 if self.t.valid_metric == "loss" else 1
         improved = p.best is None or sign * value > sign * p.best
@@ -208,7 +168,7 @@ class Trainer:
     def save(self, best: bool = False) -> None:
         """Write the whole training state as checkpoints/step-N.pt and point best.pt (if `best`)
         and last.pt at it; keep only the training.keep_last newest and the training.keep_best
-        best step files (nmt.checkpoint.save_step).
+        best step files (nmt.rundir.checkpoint.save_step).
 
         Every rank calls it (the random states of all ranks are saved); rank 0 writes, and a
         failed write (a full disk) stops every rank with rank 0's CheckpointError."""

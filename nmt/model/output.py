@@ -19,8 +19,7 @@ log-softmax and their gradient, each 130 MB for an 8k vocabulary and 4k tokens, 
 a block stays in the CPU's cache, and the process never asks the kernel for fresh pages of
 that size (page faults on fresh memory are expensive: see the README's notes on speed).
 `plain_output_loss` is the textbook computation, kept beside it (`model.textbook: true`).
-`TrainingLoss` is the whole objective of a training step: the model's features, then its
-output loss (one of the two), under the training precision.
+The training objective built on it is nmt.training.objective.
 
 Under autocast (training.precision: bf16) the three products run in bf16; the softmax and the
 loss are always computed in fp32.
@@ -28,17 +27,10 @@ loss are always computed in fp32.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
-from nmt import runtime
 from nmt.data.tokenizer import PAD
-
-if TYPE_CHECKING:
-    from nmt.data.batching import Batch
-    from nmt.model import Seq2Seq
 
 BLOCK_ELEMENTS = 2**21  # logits per block: 8 MB in fp32
 
@@ -149,27 +141,3 @@ def plain_output_loss(
         label_smoothing=label_smoothing,
         reduction="sum",
     )
-
-
-class TrainingLoss(torch.nn.Module):
-    """The model with its training objective, one module for DistributedDataParallel to wrap.
-
-    forward(src (B, S), src_lengths (B,), tgt_in (B, T), tgt_out (B, T)) -> the label-smoothed
-    cross-entropy summed over the real target tokens (scalar, fp32), under autocast for bf16/fp16."""
-
-    def __init__(self, model: Seq2Seq, label_smoothing: float, precision: str = "fp32"):
-        super().__init__()
-        self.model, self.label_smoothing, self.precision = model, label_smoothing, precision
-
-    def forward(
-        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
-    ) -> torch.Tensor:
-        with runtime.autocast(src.device, self.precision):
-            features = self.model.features(src, src_lengths, tgt_in)
-            return self.model.output_loss(features, tgt_out, self.label_smoothing)
-
-
-def training_loss(model: Seq2Seq, batch: Batch, label_smoothing: float, precision: str = "fp32") -> torch.Tensor:
-    """The loss that training minimises: label-smoothed cross-entropy per real target token."""
-    loss = TrainingLoss(model, label_smoothing, precision)
-    return loss(batch.src, batch.src_lengths, batch.tgt_in, batch.tgt_out) / batch.n_tgt_tokens

@@ -1,17 +1,18 @@
-"""Training output: messages to stderr and `train.log`, a live progress line on a terminal,
-and metric records appended to `metrics.jsonl` (each one flushed and fsynced: an append-only
-log whose last line a kill or a full disk can tear, and which `trim_metrics` mends on resume)."""
+"""A run's log (training and data preparation): messages to stderr and `train.log`, a live
+progress line on a terminal, and metric records appended to `metrics.jsonl` (each one flushed
+and fsynced: an append-only log whose last line a kill or a full disk can tear, and which
+nmt.rundir.records mends on resume)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from nmt.errors import CheckpointError
-from nmt.files import atomic_write
+from nmt.rundir.layout import LOG, METRICS
+from nmt.rundir.records import record_line
 
 
 class Log:
@@ -34,10 +35,10 @@ class Log:
         """Start appending to RUN_DIR/train.log and RUN_DIR/metrics.jsonl."""
         if self.silent or self.file is not None:
             return
-        path = self.run_dir / "train.log"
+        path = self.run_dir / LOG
         try:
             self.file = open(path, "a", encoding="utf-8")
-            path = self.run_dir / "metrics.jsonl"
+            path = self.run_dir / METRICS
             self.metrics = open(path, "a", encoding="utf-8")
         except OSError as e:
             raise CheckpointError(f"{path}: cannot write ({e.strerror})") from None
@@ -83,7 +84,7 @@ class Log:
         if self.silent:
             return
         self.open()
-        self._write(self.metrics, json.dumps(fields) + "\n", sync=True)
+        self._write(self.metrics, record_line(fields), sync=True)
 
     def close(self) -> None:
         """Close the files; never fails (it runs while another error may be on its way out)."""
@@ -98,40 +99,3 @@ class Log:
                 except OSError:
                     pass
         self.file = self.metrics = None
-
-
-def trim_metrics(path: Path, step: int) -> str | None:
-    """Make RUN_DIR/metrics.jsonl fit a run resumed at `step`: keep the records of steps up to
-    it (and those without a step), drop the later ones (the killed run logged them after its
-    checkpoint) and a torn last line; rewritten atomically. Returns a note, or None."""
-    try:
-        lines = path.read_bytes().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    kept, dropped, torn = [], 0, False
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # a write cut short
-                torn = True
-            else:
-                kept.append(line)  # not ours to judge: kept as it is
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
-            dropped += 1
-        else:
-            kept.append(line)
-    if not dropped and not torn:
-        return None
-    data = "".join(line + "\n" for line in kept).encode("utf-8")
-    try:
-        atomic_write(path, lambda f: f.write(data))
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot write ({e.strerror})") from None
-    parts = [f"{dropped} records past step {step}"] * bool(dropped) + ["a torn last line"] * torn
-    return f"{path}: dropped {' and '.join(parts)}"

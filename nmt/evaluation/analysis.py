@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from nmt import metrics
+from nmt.evaluation import metrics
 from nmt.search import max_lengths
 from nmt.translate import Translator
 

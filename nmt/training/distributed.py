@@ -3,7 +3,7 @@
 `torchrun --nproc_per_node N -m nmt train CONFIG` starts N copies of `nmt train` and tells each
 its RANK, LOCAL_RANK and WORLD_SIZE (W) in environment variables; `start` joins them into one
 process group (gloo for CPU tensors, NCCL for CUDA ones). A single `nmt train` is a group of one
-and sends no messages at all. How the work is split (see nmt.run and nmt.training):
+and sends no messages at all. How the work is split (see nmt.training.job and nmt.training.trainer):
 
 - Data: every rank computes the same epoch of batches (its order is a function of the seed and
   the epoch) and trains on every W-th one: optimizer step k trains rank r on batch kW + r, so one

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch.ao.quantization import PerChannelMinMaxObserver
 
-from nmt.checkpoint import CHECKPOINT_DIR, STEP_FILE, load_checkpoint, save_checkpoint, step_files
 from nmt.errors import CheckpointError, DataError
+from nmt.rundir.checkpoint import load_checkpoint, save_checkpoint, step_files
+from nmt.rundir.layout import CHECKPOINTS, STEP_FILE
 
 #: the parts of a checkpoint's config that must agree for its weights to be averaged: the same
 #: model, tokenizer and data, and the same seed (the points of one training run; the weights of
@@ -41,11 +42,11 @@ def choose_steps(run_dir: str | Path, last: int | None = None, best: int | None 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
-    files = step_files(run_dir / CHECKPOINT_DIR)
+    files = step_files(run_dir / CHECKPOINTS)
     n = last or best or 0
     if len(files) < n:
         raise CheckpointError(
-            f"{run_dir / CHECKPOINT_DIR}: {len(files)} step checkpoint(s), fewer than the {n} to average "
+            f"{run_dir / CHECKPOINTS}: {len(files)} step checkpoint(s), fewer than the {n} to average "
             f"(training keeps training.keep_last newest and keep_best best step files: train with "
             f"--set training.keep_last={n}, and training.save_every for files between validations)"
         )
@@ -55,7 +56,7 @@ def choose_steps(run_dir: str | Path, last: int | None = None, best: int | None 
     scored = [s for s in files if str(s) in scores]
     if len(scored) < n:
         raise CheckpointError(
-            f"{run_dir / CHECKPOINT_DIR}: {len(scored)} step checkpoint(s) with a dev score, fewer than --best {n}"
+            f"{run_dir / CHECKPOINTS}: {len(scored)} step checkpoint(s) with a dev score, fewer than --best {n}"
         )
     return [files[s] for s in sorted(sorted(scored, key=lambda s: -scores[str(s)])[:n])]
 
@@ -110,7 +111,7 @@ def check_destination(output: str | Path) -> None:
     """Refuse to overwrite training's own files (step-N.pt, best.pt, last.pt in a checkpoints
     folder), however the path reaches them (relative, through a symbolic link)."""
     path = Path(output).resolve()
-    if path.parent.name == CHECKPOINT_DIR and (path.name in ("best.pt", "last.pt") or STEP_FILE.fullmatch(path.name)):
+    if path.parent.name == CHECKPOINTS and (path.name in ("best.pt", "last.pt") or STEP_FILE.fullmatch(path.name)):
         raise DataError(f"{output}: is one of training's own checkpoints; write the average under another name")
 
 

@@ -18,20 +18,25 @@ from pathlib import Path
 
 import torch
 
-from nmt import distributed, runtime
-from nmt.checkpoint import checkpoint_path, checkpoint_tokenizers, remember_run
+from nmt import runtime
 from nmt.config import Config, config_from_dict, config_to_dict, load_config, save_config
 from nmt.data.binary import BinaryCorpus
 from nmt.data.corpus import LineReader, parallel_blocks, split_path
 from nmt.data.prepare import Split, generate_data, prepare_data
 from nmt.data.tokenizer import Tokenizer, save_tokenizers
 from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency
-from nmt.evaluate import evaluate_split
-from nmt.log import Log, trim_metrics
+from nmt.evaluation.splits import evaluate_split
 from nmt.plots import learning_curves_png
-from nmt.rundir import RunLock, check_new_run, clear_run, find_resumable, tidy_for_resume, writing
-from nmt.training import Progress, Trainer
+from nmt.rundir.defaults import remember_run
+from nmt.rundir.layout import CONFIG, METRICS, checkpoint_path, hypotheses
+from nmt.rundir.log import Log
+from nmt.rundir.records import trim_metrics
+from nmt.rundir.rules import RunLock, check_new_run, clear_run, find_resumable, tidy_for_resume, writing
+from nmt.training import distributed
+from nmt.training.state import Progress
+from nmt.training.trainer import Trainer
 from nmt.translate import Translator
+from nmt.translate.loading import checkpoint_tokenizers
 
 # relative paths in a config are relative to the working directory; a run stores them absolute
 PATH_KEYS = (
@@ -86,7 +91,7 @@ def train(
     when there is no checkpoint yet). A run directory given by path is the run, whatever run_dir
     its config.yaml names.
 
-    Under torchrun every process calls it; they train together (see nmt.distributed)."""
+    Under torchrun every process calls it; they train together (see nmt.training.distributed)."""
     procs, joined = distributed.start()
     lock = RunLock()  # rank 0 holds it from _open_run to the end
     try:
@@ -102,7 +107,7 @@ def train(
             torch.manual_seed(cfg.seed)
             runtime.configure(cfg.training.num_threads)
             # the other ranks receive the tokenizers, the dev split and the corpus's path: they map
-            # the file rank 0 wrote (see nmt.distributed)
+            # the file rank 0 wrote (see nmt.training.distributed)
             src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state)
             log.open()
             trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs)
@@ -155,7 +160,7 @@ def _open_run(
     path, state, note = found
     _check_same_training(cfg, state["config"], path)
     tidy_for_resume(run_dir, path, state)
-    trimmed = trim_metrics(run_dir / "metrics.jsonl", state["progress"]["step"])
+    trimmed = trim_metrics(run_dir / METRICS, state["progress"]["step"])
     return cfg, state, [n for n in (note, trimmed) if n]
 
 
@@ -170,7 +175,7 @@ def _read_config(config: Config | str | Path, overrides: list[str] | tuple[str, 
             raise ConfigError(
                 f"run_dir: `nmt train {config}` trains in {config}; --set run_dir=... is for a config file"
             )
-        cfg = load_config(Path(config) / "config.yaml", overrides)
+        cfg = load_config(Path(config) / CONFIG, overrides)
         cfg.run_dir = str(config)
     else:
         cfg = load_config(config, overrides)
@@ -257,7 +262,7 @@ def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, 
     if state is None:
         clear_run(run_dir)  # the new run starts: only now does the old one go
     with writing(run_dir):
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run_dir / CONFIG)
         save_tokenizers(src_tok, tgt_tok, run_dir)
     return src_tok, tgt_tok, corpus, dev
 
@@ -293,7 +298,7 @@ def test_report(run_dir: Path, cfg: Config, log: Log) -> None:
     translator = Translator.load(run_dir)
     d = cfg.decoding
     t0 = time.time()
-    scores, src, refs, hyps = evaluate_split(translator, cfg.data.test, run_dir / "test.hyp")
+    scores, src, refs, hyps = evaluate_split(translator, cfg.data.test, run_dir / hypotheses("test"))
     seconds = time.time() - t0
     log(
         f"test ({cfg.data.test}, beam {d.beam_size}, alpha {d.alpha:g}, {len(src)} sentences, "

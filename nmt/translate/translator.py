@@ -10,22 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nmt.checkpoint import (
-    DECODING_FILE,
-    checkpoint_tokenizers,
-    latest_run,
-    load_checkpoint,
-    read_decoding_defaults,
-    resolve_checkpoint,
-    run_dir_of,
-)
-from nmt.config import Config, DecodingConfig, config_from_dict, config_to_dict, replace_checked
+from nmt.config import Config, DecodingConfig, replace_checked
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
-from nmt.errors import CheckpointError, ConfigError
-from nmt.model import build_model
+from nmt.errors import ConfigError
 from nmt.model.frozen import frozen
-from nmt.runtime import autocast, check_precision, resolve_device
+from nmt.runtime import autocast
 from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
 
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
@@ -78,86 +68,18 @@ class Translator:
         self.model, self.src_tok, self.tgt_tok, self.cfg, self.device = frozen(model), src_tok, tgt_tok, cfg, device
 
     @classmethod
-    def from_checkpoint(cls, state: dict, device: str = "auto", precision: str | None = None) -> Translator:
-        """Build from a loaded checkpoint dict (see nmt.checkpoint). precision: fp32, bf16, fp16
-        or int8 (CPU) for the search (default: the config's decoding.precision)."""
-        cfg = config_from_dict(state["config"], [f"decoding.precision={precision}"] if precision else [])
-        src_tok, tgt_tok = checkpoint_tokenizers(state)
-        model = build_model(cfg.model, len(src_tok), len(tgt_tok))
-        try:
-            model.load_state_dict(state["model"])
-        except (RuntimeError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"its weights do not fit its config ({str(e).splitlines()[0]})") from None
-        dev = resolve_device(device)
-        if precision:
-            check_precision(dev, precision, "--precision")
-        if cfg.decoding.precision == "int8":  # int8 weight matrices (nmt.quantize)
-            from nmt.quantize import quantize_int8
-
-            model = quantize_int8(model, dev)
-        return cls(model.to(dev), src_tok, tgt_tok, cfg, dev)
-
-    @classmethod
     def load(
         cls, path: str | Path | list | None = None, device: str = "auto", precision: str | None = None
     ) -> Translator:
         """Load a run directory (its best checkpoint), a checkpoint file, or (None) the latest run;
-        a list of several: their ensemble (nmt.ensemble; the first one's decoding options).
+        a list of several: their ensemble (nmt.translate.ensemble; the first one's decoding options).
 
         Decoding defaults stored with the run by `nmt tune --write` (RUN_DIR/decoding.yaml)
         replace the checkpoint's.
         """
-        return cls.from_states(cls.load_states(path, device, precision), device, precision)
+        from nmt.translate.loading import from_states, load_states  # (loading builds Translators)
 
-    @classmethod
-    def load_states(
-        cls, path: str | Path | list | None = None, device: str = "auto", precision: str | None = None
-    ) -> list[tuple[str, Path, dict]]:
-        """What `load` builds from: (path as given, checkpoint file, checkpoint state with the
-        run's stored decoding defaults applied) for each model. A wrong precision is refused
-        first (the option is the user's, not the checkpoint's)."""
-        paths = list(path) if isinstance(path, (list, tuple)) else [path]
-        if precision:
-            check_precision(resolve_device(device), precision, "--precision")
-        states = []
-        for given in paths or [None]:
-            ckpt = resolve_checkpoint(latest_run() if given is None else given)
-            state = load_checkpoint(ckpt)  # its errors name the file
-            run_dir = run_dir_of(ckpt)
-            if run_dir is not None:
-                state = cls._with_stored_decoding(state, run_dir)
-            states.append((str(given), ckpt, state))
-        return states
-
-    @classmethod
-    def from_states(
-        cls, states: list[tuple[str, Path, dict]], device: str = "auto", precision: str | None = None
-    ) -> Translator:
-        """The translator of `load_states`'s list: one model, or the ensemble of several."""
-        translators = []
-        for _, ckpt, state in states:
-            try:
-                translators.append(cls.from_checkpoint(state, device, precision))
-            except (ConfigError, CheckpointError) as e:
-                raise CheckpointError(f"{ckpt}: {e}") from None
-        if len(translators) == 1:
-            return translators[0]
-        from nmt.ensemble import combine
-
-        ensemble, lead = combine(translators, [given for given, _, _ in states])
-        return cls(ensemble, lead.src_tok, lead.tgt_tok, lead.cfg, lead.device)
-
-    @staticmethod
-    def _with_stored_decoding(state: dict, run_dir: Path) -> dict:
-        """The checkpoint state with the run's stored decoding defaults (decoding.yaml) applied."""
-        stored = read_decoding_defaults(run_dir)
-        if not stored or not isinstance(state.get("config"), dict):
-            return state
-        try:
-            config = config_to_dict(config_from_dict(state["config"], stored))
-        except ConfigError as e:
-            raise ConfigError(f"{run_dir / DECODING_FILE}: {e}") from None
-        return {**state, "config": config}
+        return from_states(load_states(path, device, precision), device, precision)
 
     def decoding(
         self,
@@ -188,9 +110,7 @@ class Translator:
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
         """
         d = self.decoding(beam, alpha, n_best, no_unk)
-        options = SearchOptions(
-            d.beam_size, d.alpha, d.length_penalty, d.n_best, attention, stop=d.stop, no_unk=d.no_unk
-        )
+        options = SearchOptions.of(d, attention=attention)
         return self._decode(lines, "greedy" if d.beam_size == 1 else "beam", options)
 
     def sample(
@@ -206,7 +126,7 @@ class Translator:
         if error := temperature_error(temperature):
             raise ConfigError(error)
         d = self.cfg.decoding
-        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty, temperature=temperature, top_k=top_k)
+        options = SearchOptions.of(d, beam_size=1, n_best=1, temperature=temperature, top_k=top_k)
         return self._decode(lines, "sample", options, copies=n, seed=secrets.randbits(63) if seed is None else seed)
 
     def _decode(
@@ -241,7 +161,7 @@ class Translator:
         search would score them with this alpha (default: decoding.alpha). A target is text
         or a list of subword ids (Translation.ids: exactly what the search produced)."""
         d = self.decoding(alpha=alpha)
-        options = SearchOptions(alpha=d.alpha, length_penalty=d.length_penalty)
+        options = SearchOptions.of(d)
         src_ids = self.src_tok.encode(list(sources))
         tgt_ids = [t if isinstance(t, list) else self.tgt_tok.encode([t])[0] for t in targets]
         out: list[tuple[float, float]] = [(0.0, 0.0)] * len(sources)

@@ -3,7 +3,7 @@
 `tune` decodes the dev set for every (beam, α) pair and scores it; `best` picks the highest
 BLEU (ties: the smaller beam, it is faster, then the smaller α); `TuneTarget` is what `nmt tune`
 works on: the checkpoint, its run directory, where the plot goes, and `store`, which writes a
-choice to RUN_DIR/decoding.yaml (nmt.checkpoint's `write_decoding_defaults`), which
+choice to RUN_DIR/decoding.yaml (nmt.rundir.defaults' `write_decoding_defaults`), which
 `Translator.load` (so `nmt translate` and `nmt evaluate`) applies on top of the checkpoint's
 decoding section.
 """
@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt import metrics
-from nmt.checkpoint import latest_run, resolve_checkpoint, run_dir_of, write_decoding_defaults
 from nmt.errors import DataError
+from nmt.evaluation import metrics
+from nmt.rundir.checkpoint import resolve_checkpoint
+from nmt.rundir.defaults import latest_run, write_decoding_defaults
+from nmt.rundir.layout import TUNE_PLOT, run_dir_of
 from nmt.translate import Translator
 
 
@@ -94,7 +96,7 @@ class TuneTarget:
 
     def plot_path(self, plot: str | Path | None = None) -> str | Path:
         """`plot` if given, else RUN_DIR/tune.png (tune.png beside a checkpoint outside a run)."""
-        return plot or (self.run_dir or self.checkpoint.parent) / "tune.png"
+        return plot or (self.run_dir or self.checkpoint.parent) / TUNE_PLOT
 
     def store(self, choice: TuneResult) -> Path:
         """Store `choice`'s beam and alpha as the run's decoding defaults; returns RUN_DIR/decoding.yaml."""

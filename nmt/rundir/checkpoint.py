@@ -1,40 +1,28 @@
-"""Run directories and checkpoints: atomic writes, safe loads.
+"""Checkpoints: atomic writes, safe loads, the step files training writes and prunes.
 
-A run directory holds `config.yaml` (resolved), `spm*.model`, `metrics.jsonl`, `train.log`
-and `checkpoints/{best,last}.pt` (hard links to the `checkpoints/step-N.pt` files training
-writes and prunes); `decoding.yaml` when `nmt tune --write` stored decoding
-defaults. A checkpoint is self-contained: it carries the resolved
-config and the sentencepiece models next to the weights, as tensors and plain Python values
-only, so it loads with `torch.load(weights_only=True)` and cannot run code. (Starting, clearing,
-locking and resuming a run directory: nmt.rundir.)
+A checkpoint is self-contained: it carries the resolved config and the sentencepiece models
+next to the weights, as tensors and plain Python values only, so it loads with
+`torch.load(weights_only=True)` and cannot run code. Training writes `checkpoints/step-N.pt`
+and points `best.pt` and `last.pt` at two of them (hard links; nmt.rundir.layout).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import warnings
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-import yaml
 
-from nmt.errors import CheckpointError, ConfigError, NmtError
+from nmt.errors import CheckpointError
 from nmt.files import atomic_write
-from nmt.untrusted import load_yaml, short_repr
+from nmt.rundir.layout import LINKS, STEP_FILE, checkpoint_path, step_path
 
-if TYPE_CHECKING:
-    from nmt.data.tokenizer import Tokenizer
-
-CHECKPOINT_DIR = "checkpoints"
-DECODING_FILE = "decoding.yaml"
 FORMAT_VERSION = 1
-STEP_FILE = re.compile(r"step-(\d+)\.pt")  # checkpoints/step-N.pt; any other name is not training's
-
 # A checkpoint is a zip file; one whose entries declare more bytes than this in all is refused
 # before torch.load unpacks it (a hostile file can expand a few kilobytes to terabytes).
 MAX_UNCOMPRESSED_BYTES = 16 * 2**30
@@ -113,7 +101,7 @@ def save_step(state: dict[str, Any], run_dir: Path, best: bool, keep_last: int, 
     step files (by the progress's "scores", step -> dev metric, higher is better; last.pt and
     best.pt stay: they are hard links). best.pt goes first: a kill between the two links leaves
     best.pt on a model at least as good as the best one that last.pt records."""
-    path = checkpoint_path(run_dir, f"step-{state['progress']['step']:08d}")
+    path = step_path(run_dir, state["progress"]["step"])
     save_checkpoint(state, path)
     if best:
         link_checkpoint(path, checkpoint_path(run_dir, "best"))
@@ -140,7 +128,7 @@ def _check_expanded_size(path: Path) -> None:
     if total > MAX_UNCOMPRESSED_BYTES:
         raise CheckpointError(
             f"{path}: refused to load: its entries would expand to {total / 2**30:.1f} GiB, more than "
-            f"the {MAX_UNCOMPRESSED_BYTES / 2**30:g} GiB limit (nmt.checkpoint.MAX_UNCOMPRESSED_BYTES)"
+            f"the {MAX_UNCOMPRESSED_BYTES / 2**30:g} GiB limit (nmt.rundir.checkpoint.MAX_UNCOMPRESSED_BYTES)"
         )
 
 
@@ -176,98 +164,14 @@ def _dequantized(value: Any) -> Any:
     return value.dequantize() if isinstance(value, torch.Tensor) and value.is_quantized else value
 
 
-def checkpoint_path(run_dir: str | Path, name: str) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"{name}.pt"
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory means its best checkpoint (else its last); a file means itself."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best", "last"):
+        for name in LINKS:
             if checkpoint_path(path, name).is_file():
                 return checkpoint_path(path, name)
         raise CheckpointError(f"{path}: no checkpoints/best.pt or checkpoints/last.pt in this run directory")
     if not path.exists():
         raise CheckpointError(f"{path}: no such run directory or checkpoint")
     return path
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint file lies in (RUN_DIR/checkpoints/NAME.pt), or None."""
-    return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else None
-
-
-def _state_file() -> Path:
-    """Where the most recent run is remembered ($NMT_STATE_DIR, else the XDG state dir)."""
-    base = (
-        os.environ.get("NMT_STATE_DIR")
-        or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "nmt"
-    )
-    return Path(base) / "latest_run"
-
-
-def remember_run(run_dir: str | Path) -> None:
-    """Record `run_dir` as the default model of `nmt translate` and `nmt evaluate` (atomically)."""
-    data = (str(Path(run_dir).resolve()) + "\n").encode("utf-8")
-    try:
-        state = _state_file()
-        state.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(state, lambda f: f.write(data))
-    except (OSError, NmtError):
-        pass  # only a convenience: -m still works
-
-
-def latest_run() -> Path:
-    """The run directory most recently trained on this machine. A pointer that is empty or not
-    an absolute path (damaged) means none."""
-    state = _state_file()
-    try:
-        text = state.read_bytes().decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    if not text or "\n" in text or not os.path.isabs(text):
-        raise CheckpointError("no trained run found: train one with `nmt train CONFIG` or pass -m RUN_DIR")
-    run = Path(text)
-    if not run.is_dir():
-        raise CheckpointError(f"{run}: the most recent run directory is gone; pass -m RUN_DIR")
-    return run
-
-
-def write_decoding_defaults(run_dir: str | Path, beam: int, alpha: float) -> Path:
-    """Store beam and alpha as the run's decoding defaults (RUN_DIR/decoding.yaml)."""
-    path = Path(run_dir) / DECODING_FILE
-    text = "# written by `nmt tune --write`; applied on top of the checkpoint's decoding section\n" + yaml.safe_dump(
-        {"beam_size": int(beam), "alpha": float(alpha)}, sort_keys=False
-    )
-    data = text.encode("utf-8")
-    atomic_write(path, lambda f: f.write(data))
-    return path
-
-
-def read_decoding_defaults(run_dir: str | Path) -> list[str]:
-    """The stored decoding defaults of a run as `decoding.KEY=VALUE` overrides ([] if none)."""
-    path = Path(run_dir) / DECODING_FILE
-    if not path.is_file():
-        return []
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the stored decoding defaults ({e})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of decoding keys, got {type(raw).__name__}")
-    for key, value in raw.items():
-        if not isinstance(key, str) or isinstance(value, (dict, list)):
-            raise ConfigError(f"{path}: expected `key: value` lines, got {short_repr(key)}: {short_repr(value)}")
-    return [f"decoding.{key}={value}" for key, value in raw.items()]
-
-
-def checkpoint_tokenizers(state: dict) -> tuple[Tokenizer, Tokenizer]:
-    """(source, target) sentencepiece tokenizers of a loaded checkpoint (one object if joint)."""
-    from nmt.data.tokenizer import Tokenizer
-
-    try:
-        src = Tokenizer(state["tokenizers"]["src"])
-        return src, src if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
-    except (RuntimeError, TypeError, KeyError):
-        raise CheckpointError("its sentencepiece models are missing or corrupt") from None

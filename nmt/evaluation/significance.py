@@ -29,7 +29,7 @@ from sacrebleu.utils import Color, print_results_table
 
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
-from nmt.metrics import CLI_WIDTH, StrPath, check_aligned
+from nmt.evaluation.metrics import CLI_WIDTH, StrPath, check_aligned
 
 #: test name -> (sacrebleu's test type, its command-line flag); bootstrap first, as in the README
 TESTS = {"paired_bs": ("bs", "--paired-bs"), "paired_ar": ("ar", "--paired-ar")}

@@ -1,11 +1,11 @@
-"""Scoring translations of a split: BLEU and chrF (sacrebleu), and exact-match accuracy.
+"""A split translated and measured: BLEU and chrF (sacrebleu), and exact-match accuracy.
 
 `eval_data` decides what `nmt evaluate`, `nmt analyze` and `nmt tune` read: the --src/--ref
 files, or the dev/test split the config names (PREFIX.SRC_LANG, PREFIX.TGT_LANG). The paths in
 a checkpoint's config are read only when the user asks for its split by name (`--split`):
-a checkpoint may come from anyone (`check_eval_choice`). `score` turns
-hypotheses and references into `Scores`, which keep nmt.metrics' reports (sacrebleu's score with
-its signature), so BLEU and its signature are computed in one place.
+a checkpoint may come from anyone (`check_eval_choice`). `corpus_metrics` turns hypotheses and
+references into `CorpusMetrics`, which keep nmt.evaluation.metrics' reports (sacrebleu's score
+with its signature), so BLEU and its signature are computed in one place.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nmt import metrics
 from nmt.data.corpus import read_lines, read_parallel, split_path
 from nmt.errors import DataError
+from nmt.evaluation import metrics
 from nmt.files import write_lines
 from nmt.translate import Translator
 
@@ -32,8 +32,9 @@ NO_DATA = "no data named: pass --split dev|test (the run's own split) or --src F
 
 
 @dataclass
-class Scores:
-    """Corpus scores of hypotheses against one reference per line."""
+class CorpusMetrics:
+    """Corpus metrics of hypotheses against one reference per line (not a model's scores: those
+    are log-probabilities, nmt.translate)."""
 
     bleu_report: metrics.BleuReport
     chrf_report: metrics.ChrfReport
@@ -59,10 +60,10 @@ class Scores:
         return f"BLEU {self.bleu:.2f}  chrF {self.chrf:.2f}  exact match {100 * self.accuracy:.2f}%"
 
 
-def score(hyps: list[str], refs: list[str]) -> Scores:
+def corpus_metrics(hyps: list[str], refs: list[str]) -> CorpusMetrics:
     """BLEU, chrF and accuracy of `hyps` against `refs` (aligned by line)."""
     exact = sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / max(1, len(refs))
-    return Scores(metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs]), exact)
+    return CorpusMetrics(metrics.bleu(hyps, [refs]), metrics.chrf(hyps, [refs]), exact)
 
 
 def check_eval_choice(split: str | None, src: str | None, ref: str | None) -> None:
@@ -113,7 +114,7 @@ def translate_and_score(
     out_path: Path | None = None,
     beam: int | None = None,
     alpha: float | None = None,
-) -> tuple[Scores, list[str]]:
+) -> tuple[CorpusMetrics, list[str]]:
     """Translate `src`, write the hypotheses to `out_path` (if given), score them against `refs`.
 
     Returns the scores and the hypotheses.
@@ -121,7 +122,7 @@ def translate_and_score(
     hyps = translator.translate(src, beam, alpha)
     if out_path is not None:
         write_lines(out_path, hyps)
-    return score(hyps, refs), hyps
+    return corpus_metrics(hyps, refs), hyps
 
 
 def evaluate_split(
@@ -130,7 +131,7 @@ def evaluate_split(
     out_path: Path | None = None,
     beam: int | None = None,
     alpha: float | None = None,
-) -> tuple[Scores, list[str], list[str], list[str]]:
+) -> tuple[CorpusMetrics, list[str], list[str], list[str]]:
     """Translate split `prefix` of the translator's languages; write hypotheses to `out_path`.
 
     Returns the scores, the sources, the references and the hypotheses.

@@ -1,0 +1,34 @@
+"""The typed config: `sections` holds every key with its default, range and help; `parse`
+reads YAML and `--set KEY=VALUE` onto them and checks every value."""
+
+from nmt.config.parse import (
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    reference_yaml,
+    replace_checked,
+    save_config,
+)
+from nmt.config.sections import (
+    Config,
+    DataConfig,
+    DecodingConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainingConfig,
+)
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "DecodingConfig",
+    "ModelConfig",
+    "TokenizerConfig",
+    "TrainingConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "reference_yaml",
+    "replace_checked",
+    "save_config",
+]
