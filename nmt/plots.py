@@ -115,8 +115,8 @@ def tune_png(results: list[TuneResult], path: str | Path) -> Path:
     plt = _pyplot()
     fig = plt.figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    for beam in sorted({r.beam for r in results}):
-        rows = sorted((r for r in results if r.beam == beam), key=lambda r: r.alpha)
+    for beam in sorted({r.beam_size for r in results}):
+        rows = sorted((r for r in results if r.beam_size == beam), key=lambda r: r.alpha)
         ax.plot([r.alpha for r in rows], [r.bleu for r in rows], "o-", label="greedy" if beam == 1 else f"beam {beam}")
     ax.set(xlabel="alpha (length normalisation)", ylabel="dev BLEU", title="BLEU against alpha")
     ax.grid(alpha=0.3)

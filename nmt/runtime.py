@@ -3,7 +3,7 @@
 Training and decoding allocate and free tensors of the same large sizes (the (N, V) logits,
 their gradient) at every step. glibc's malloc serves blocks above its mmap threshold (at most
 32 MB) with fresh pages from the kernel and hands them back on free, so every step pays a
-page fault per 4 KB of them (what that costs on a small VM: see the README's benchmark notes).
+page fault per 4 KB of them (what that costs on a small VM: see docs/results.md).
 `keep_freed_memory` tells malloc to keep freed memory for reuse instead. The cost: the
 process's resident memory stays at its peak, so it is a choice for a whole process that the
 `nmt` command and `nmt train` make; library calls (`Translator.load`) leave malloc alone.

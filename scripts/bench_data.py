@@ -26,7 +26,7 @@ sentence length; random.Random(size)) as plain files in DIR, and runs the refere
 - unless --no-first-train: the whole first `nmt train CONFIG` (sentencepiece, encoding and 10
   steps in one process, in a fresh run directory): its peak RSS.
 
-Sizes take a suffix k or M. Prints a Markdown table (the README's) and, with --json, the figures.
+Sizes take a suffix k or M. Prints a Markdown table (docs/results.md's) and, with --json, the figures.
 `--old PATH` first measures, for each size, the nmt checkout at PATH (say `git worktree add
 /tmp/base COMMIT` of the code before the binary corpus) where the measurements apply: its first
 `nmt train` (10 steps; peak RSS and PSS), its --resume and its 2 ranks.

@@ -53,8 +53,8 @@ MUTANTS = [
     Mutant(
         "exact stop bound at T = 1",
         "nmt/search/beam.py",
-        "options.score(best_alive, max_len + 1)",
-        "options.score(best_alive, 1)",
+        "options.search_score(best_alive, max_len + 1)",
+        "options.search_score(best_alive, 1)",
         ("tests/test_search.py",),
     ),
     Mutant(

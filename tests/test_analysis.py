@@ -10,7 +10,7 @@ from word_models import find_search_error, save_run, tiny_translator
 
 from nmt.data.tokenizer import BOS, EOS
 from nmt.evaluation import analysis
-from nmt.evaluation.splits import NO_DATA
+from nmt.evaluation.inputs import NO_DATA
 from nmt.translate import Translator
 
 # --- analysis ----------------------------------------------------------------------------------

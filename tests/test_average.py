@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_dates_config
 from tiny_runs import LINES, shared_run
 
+import nmt
 from nmt.cli import main
+from nmt.config import Config
 from nmt.errors import CheckpointError, DataError
 from nmt.rundir.average import average, choose_steps
 from nmt.rundir.checkpoint import load_checkpoint, save_checkpoint, step_files
@@ -135,3 +138,14 @@ def test_int8_storage_is_a_quarter_of_the_size_and_loads_as_fp32(run, tmp_path, 
     # the zip's headers and 64-byte alignment of two more records (scales, zero points) per matrix
     assert saved > fp32_bytes - int8_bytes - 600 * len(matrices)
     assert len(Translator.load(int8).translate(LINES)) == len(LINES)
+
+
+def test_a_run_trained_with_the_default_keep_settings_can_be_averaged(tmp_path, nmt_cli):
+    """training.keep_last's default keeps the newest step files: `nmt average RUN --last 2` works
+    on a run whose config says nothing of checkpoints."""
+    cfg = tiny_dates_config(tmp_path, "run", max_steps=30, valid_every=10, batch_size=300)
+    assert cfg.training.keep_last == Config().training.keep_last >= 2
+    run = nmt.train(cfg)
+    assert sorted(step_files(run / "checkpoints")) == [10, 20, 30]
+    result = nmt_cli("average", run, "--last", "2", "-o", tmp_path / "avg.pt")
+    assert result.returncode == 0 and "steps 20, 30" in result.stdout, result.stderr

@@ -107,3 +107,20 @@ def test_an_empty_or_damaged_latest_run_pointer_means_no_latest_run(_state_dir, 
     (_state_dir / "latest_run").write_bytes(pointer)
     message = one_line_error(nmt_cli("translate", input="3 May 1979\n"), "checkpoint error", 1)
     assert message.startswith("no trained run found")
+
+
+def test_a_step_file_holds_what_nmt_rundir_contents_defines(checkpoint):
+    """One definition of a checkpoint's contents: a step file has the keys nmt.rundir.contents
+    names (and no others), reads back through its functions, and can resume."""
+    from nmt.rundir import contents
+    from nmt.training.state import Progress
+
+    assert set(checkpoint) == {"format", *contents.MODEL_KEYS, *contents.TRAINING_KEYS, "scaler", "rng_ranks"}
+    assert contents.can_resume(checkpoint, Progress.saved_keys())
+    assert contents.step_of(checkpoint) == 2
+    src_model, tgt_model = contents.tokenizer_models(checkpoint)
+    assert isinstance(src_model, bytes) and isinstance(tgt_model, bytes)  # the dates run: two vocabularies
+    assert set(contents.model_part(checkpoint)) == set(contents.MODEL_KEYS)
+    progress = Progress.from_state_dict(checkpoint["progress"])
+    assert progress.dev_metrics == contents.dev_metrics(checkpoint) == checkpoint["progress"]["scores"]
+    assert not contents.can_resume(contents.model_part(checkpoint), Progress.saved_keys())

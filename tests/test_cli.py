@@ -488,6 +488,7 @@ def test_corrupt_checkpoint_pickle_opcodes(nmt_cli, tmp_path, one_line_error):
         (["translate", "--top-k", "3"], "--top-k: an option of sampling; add --sample"),
         (["translate", "--seed", "3"], "--seed: an option of sampling; add --sample"),
         (["translate", "--sample", "--beam", "5"], "--beam: an option of beam search; --sample draws instead"),
+        (["translate", "--sample", "--trace"], "--trace: shows beam search's steps; not with --sample"),
         (["translate", "--alpha", "1e308"], "argument --alpha: expected a number in [0, 10], got 1e+308"),
         (["score", "--alpha", "inf"], "argument --alpha: expected a number in [0, 10], got inf"),
         (

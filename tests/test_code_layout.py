@@ -33,9 +33,11 @@ FOUNDATIONS = {"errors", "files", "untrusted", "runtime"}  # modules at the top 
 
 
 def _room(module: str) -> str | None:
-    """The room of a module name (nmt.X...), or None for the package itself (nmt, nmt.__version__)."""
+    """The room of a module name (nmt.X...), or None for the package itself (nmt, and the names
+    nmt/__init__.py defines: nmt.__version__, nmt.submodules_on_use)."""
     parts = module.split(".")
-    if len(parts) == 1 or parts[1] in ("__version__", "__main__"):
+    is_module = len(parts) > 1 and ((PACKAGE / parts[1]).is_dir() or (PACKAGE / f"{parts[1]}.py").is_file())
+    if not is_module or parts[1] == "__main__":
         return None
     return "foundations" if parts[1] in FOUNDATIONS else parts[1]
 
@@ -71,7 +73,7 @@ def test_only_the_layout_names_the_files_of_a_run():
     from nmt.rundir import layout
 
     names = {value for key, value in vars(layout).items() if key.isupper() and isinstance(value, str)}
-    assert names - {layout.CHECKPOINTS} <= layout.OWNED_FILES
+    assert names - set(layout.OWNED_FOLDERS) <= layout.OWNED_FILES
     assert {layout.hypotheses(split) for split in layout.SPLITS} <= layout.OWNED_FILES
     spelled = names | layout.OWNED_FILES
     for path in MODULES:
@@ -133,3 +135,19 @@ def test_every_mutant_of_scripts_mutants_still_applies():
     assert len(mutants.MUTANTS) >= 10
     for m in mutants.MUTANTS:
         assert (PACKAGE.parent / m.file).read_text(encoding="utf-8").count(m.old) == 1, m.name
+
+
+def test_every_module_is_reachable_by_its_dotted_name_after_import_nmt():
+    """`import nmt` and then `nmt.evaluation.metrics.bleu(...)`, as the docs write it: every room and
+    module of the package is an attribute path from `nmt` (imported on first use)."""
+    dotted = [
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+        for p in MODULES
+        if not p.name.startswith("__main__")
+    ]
+    code = "import functools, nmt\nfor name in %r:\n    functools.reduce(getattr, name.split('.')[1:], nmt)\n" % [
+        name for name in dotted if name != "nmt"
+    ]
+    code += "print(nmt.evaluation.metrics.bleu(['a b c d'], [['a b c d']]).score)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and float(result.stdout) == pytest.approx(100.0), result.stderr[-2000:]

@@ -50,6 +50,7 @@ def leaf_fields(cls: type = Config, prefix: str = "") -> list[tuple[str, object,
 
 LEAVES = leaf_fields()
 LEAF_PATHS = [path for path, _, _ in LEAVES]
+LIST_PATHS = {path for path, tp, _ in LEAVES if typing.get_origin(tp) is tuple}
 SECTIONS = ["data", "tokenizer", "model", "training", "decoding"]
 
 
@@ -391,6 +392,8 @@ LITERALS = [
 def choices(tp) -> tuple:
     if typing.get_origin(tp) is typing.Literal:
         return typing.get_args(tp)
+    if typing.get_origin(tp) is tuple:  # a list of choices (training.freeze)
+        return typing.get_args(typing.get_args(tp)[0])
     (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
     return typing.get_args(inner)
 
@@ -405,16 +408,17 @@ def test_rnn_type_foo():
 def test_every_choice_is_accepted_and_others_are_not(path, tp):
     valid = choices(tp)
     assert valid
+    listed = typing.get_origin(tp) is tuple  # a list of choices: each given as a list of one
     for value in valid:
-        raw = nested(path, value)
+        raw = nested(path, [value] if listed else value)
         if path == "model.attention" and value == "luong_dot":
             raw["model"].update(enc_hidden_size=128, dec_hidden_size=256)
         if path == "training.lr_schedule" and value == "linear":
             raw.setdefault("training", {})["max_steps"] = 10
-        assert get(config_from_dict(raw), path) == value
+        assert get(config_from_dict(raw), path) == ((value,) if listed else value)
     for bad in ("foo", valid[0].upper(), f" {valid[0]}"):
-        message = config_error(nested(path, bad))
-        assert message.startswith(f"{path}: expected one of"), message
+        message = config_error(nested(path, [bad] if listed else bad))
+        assert message.startswith(f"{path}: expected {'a list, each ' if listed else ''}one of"), message
 
 
 # --- null -------------------------------------------------------------------------------------
@@ -438,6 +442,8 @@ def test_null_for_an_optional_key_is_none(path):
 @pytest.mark.parametrize("path", LEAF_PATHS)
 @pytest.mark.parametrize("bad", [[1, 2], {"a": 1}, [], object()], ids=["list", "dict", "empty-list", "object"])
 def test_every_leaf_rejects_a_wrong_type_naming_exactly_its_path(path, bad):
+    if bad == [] and path in LIST_PATHS:
+        return  # an empty list is a list key's "none" (training.freeze: [])
     message = config_error(nested(path, bad))
     assert message.split(":", 1)[0] == path, message
 
@@ -454,7 +460,7 @@ def test_every_leaf_rejects_a_value_of_another_type(path, tp, f):
     inner = tp if not is_optional(tp) else next(a for a in typing.get_args(tp) if a is not type(None))
     if inner is bool:
         bad = "maybe"
-    elif inner in (int, float, str) or typing.get_origin(inner) is typing.Literal:
+    elif inner in (int, float, str) or typing.get_origin(inner) in (typing.Literal, tuple):
         bad = True
     else:  # pragma: no cover - a new kind of type hint: the tests must learn it
         pytest.fail(f"{path}: unexpected type {tp}")
@@ -816,6 +822,8 @@ def fuzz_values(tp, f) -> list[tuple[str, object]]:
     inner = tp if not is_optional(tp) else next(a for a in typing.get_args(tp) if a is not type(None))
     if typing.get_origin(inner) is typing.Literal:
         values.append(("out of range", "no-such-choice"))
+    elif typing.get_origin(inner) is tuple:
+        values.append(("out of range", ["no-such-choice"]))
     elif f.metadata.get("check") is not None:
         accepts = f.metadata["check"][0]
         values.append(("out of range", -1 if not accepts(-1) else 2**64))  # seed takes negatives

@@ -123,7 +123,8 @@ def test_two_processes_write_one_run_and_resume_exactly(tmp_path):
     first = torchrun(tmp_path, str(parts))
     assert first.returncode == 0, first.stderr
     run = tmp_path / "parts"
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt", "step-00000006.pt"]
+    steps = ["step-00000004.pt", "step-00000006.pt"]  # a validation at 4, the end at 6 (keep_last 5)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt", *steps]
     assert first.stderr.count("stopped after 6 steps") == 1  # rank 0 alone speaks
     assert "2 processes" in (run / "train.log").read_text()
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -35,7 +35,9 @@ def test_a_model_with_itself_is_the_model(runs):
         ours = twice.search(LINES, beam=beam, n_best=beam)
         theirs = alone.search(LINES, beam=beam, n_best=beam)
         assert [[t.text for t in n] for n in ours] == [[t.text for t in n] for n in theirs]
-        assert [t.score for n in ours for t in n] == pytest.approx([t.score for n in theirs for t in n], abs=1e-5)
+        assert [t.search_score for n in ours for t in n] == pytest.approx(
+            [t.search_score for n in theirs for t in n], abs=1e-5
+        )
 
 
 def test_each_step_is_the_mean_of_the_members_own_log_probs(runs):
@@ -73,7 +75,7 @@ def test_ensemble_scores_are_its_search_scores_and_the_mean_of_the_members(runs)
     sources, ids = [line for line, _ in hyps], [h.ids for _, h in hyps]
     forced = ens.score(sources, ids)
     assert [lp for lp, _ in forced] == pytest.approx([h.log_prob for _, h in hyps], abs=1e-4)
-    assert [s for _, s in forced] == pytest.approx([h.score for _, h in hyps], abs=1e-4)
+    assert [s for _, s in forced] == pytest.approx([h.search_score for _, h in hyps], abs=1e-4)
     means = [(x[0] + y[0]) / 2 for x, y in zip(a.score(sources, ids), b.score(sources, ids))]
     assert [lp for lp, _ in forced] == pytest.approx(means, abs=1e-4)
 

@@ -252,7 +252,7 @@ def test_a_run_dir_that_is_a_file_or_unwritable_is_one_line(tmp_path, tmpfs):
 def test_foreign_files_in_checkpoints_do_not_upset_pruning_or_resume(tmp_path):
     """A `step-500-good.pt` kept by hand beside training's step files is neither pruned, nor
     parsed as a step, nor resumed from."""
-    cfg = tiny_dates_config(tmp_path, "run", batch_size=300, max_steps=4, valid_every=2)
+    cfg = tiny_dates_config(tmp_path, "run", batch_size=300, max_steps=4, valid_every=2, keep_last=1)
     run = nmt.train(cfg)
     shutil.copyfile(run / "checkpoints" / "last.pt", run / "checkpoints" / "step-500-good.pt")
     (run / "checkpoints" / "notes").write_text("mine")

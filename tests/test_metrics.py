@@ -21,11 +21,11 @@ from nmt.evaluation.metrics import (
     bleu,
     check_aligned,
     chrf,
+    corpus_metrics,
     format_report,
     json_report,
     score_files,
 )
-from nmt.evaluation.splits import corpus_metrics
 
 # The first 24 lines of Multi30k val.en (shared/data/multi30k/val.en.gz), kept
 # here so the test does not depend on the data directory.

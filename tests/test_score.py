@@ -36,9 +36,11 @@ def test_scores_equal_the_scores_of_beam_search(run, alpha, penalty):
     by_ids = tr.score([line for line, _ in hyps], [h.ids for _, h in hyps], alpha)
     assert len({h.log_prob for _, h in hyps}) > 10  # different outputs, different scores
     for (_, h), s, (lp, sc) in zip(hyps, scored, by_ids):
-        assert (lp, sc) == pytest.approx((h.log_prob, h.score), abs=1e-4)  # the very ids the search made
+        assert (lp, sc) == pytest.approx((h.log_prob, h.search_score), abs=1e-4)  # the very ids the search made
         if tr.tgt_tok.encode([h.text])[0] == h.ids:  # the text encodes to them again (a trained model's do)
-            assert (s.log_prob, s.score, s.tokens) == pytest.approx((h.log_prob, h.score, len(h.ids) + 1), abs=1e-4)
+            assert (s.log_prob, s.search_score, s.tokens) == pytest.approx(
+                (h.log_prob, h.search_score, len(h.ids) + 1), abs=1e-4
+            )
 
 
 def test_files_and_stdin_give_one_line_per_pair(run, tmp_path, capsys, monkeypatch):

@@ -96,7 +96,7 @@ def assert_same_hyps(a, b, atol=1e-5):
         assert [h.tokens for h in ha] == [h.tokens for h in hb]
         for x, y in zip(ha, hb):
             assert x.log_prob == pytest.approx(y.log_prob, abs=atol)
-            assert x.score == pytest.approx(y.score, abs=atol)
+            assert x.search_score == pytest.approx(y.search_score, abs=atol)
             if x.attention is not None or y.attention is not None:
                 torch.testing.assert_close(x.attention, y.attention, atol=atol, rtol=0)
 
@@ -113,7 +113,7 @@ def test_length_penalty_against_numbers_computed_by_hand():
     assert length_penalty(3, 0.7, "gnmt") == pytest.approx(1.22309, abs=1e-5)
     assert length_penalty(7, 0.0) == 1.0 and length_penalty(7, 1.0) == 7.0
     assert length_penalty(7, 1.0, "gnmt") == pytest.approx(2.0)
-    assert SearchOptions(alpha=0.7).score(-3.0, 3) == pytest.approx(-3.0 / 2.15766, abs=1e-5)
+    assert SearchOptions(alpha=0.7).search_score(-3.0, 3) == pytest.approx(-3.0 / 2.15766, abs=1e-5)
 
 
 # --- 1. padding --------------------------------------------------------------------------
@@ -233,10 +233,10 @@ def test_beam_search_equals_exhaustive_search(seed, alpha, kind):
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = exhaustive(model, src, alpha, kind)
         assert nbest[0].tokens == exact[0][0]
-        assert nbest[0].score == pytest.approx(exact[0][2], abs=1e-5)
+        assert nbest[0].search_score == pytest.approx(exact[0][2], abs=1e-5)
         assert [h.tokens for h in nbest[:5]] == [e[0] for e in exact[:5]]
         for h, e in zip(nbest[:5], exact[:5]):
-            assert h.score == pytest.approx(e[2], abs=1e-5)
+            assert h.search_score == pytest.approx(e[2], abs=1e-5)
         exact_lp = {tuple(e[0]): e[1] for e in exact}
         for h in nbest:
             assert h.log_prob == pytest.approx(exact_lp[tuple(h.tokens)], abs=1e-5)
@@ -253,12 +253,12 @@ def test_beam_search_finds_every_output_and_ranks_them_exactly(seed, alpha, kind
     for src, nbest in zip(EX_SOURCES, hyps):
         exact = [e for e in exhaustive(model, src, alpha, kind) if len(e[0]) < L_EX]
         assert sorted(h.tokens for h in nbest) == sorted(all_outputs(V_EX, L_EX))
-        assert [h.score for h in nbest] == sorted((h.score for h in nbest), reverse=True)
+        assert [h.search_score for h in nbest] == sorted((h.search_score for h in nbest), reverse=True)
         short = [h for h in nbest if len(h.tokens) < L_EX]
         assert [h.tokens for h in short] == [e[0] for e in exact]
         for h, e in zip(short, exact):
             assert h.log_prob == pytest.approx(e[1], abs=1e-5)
-            assert h.score == pytest.approx(e[2], abs=1e-5)
+            assert h.search_score == pytest.approx(e[2], abs=1e-5)
 
 
 def test_exhaustive_cases_are_not_trivial():
@@ -292,13 +292,14 @@ def next_log_probs(model: Seq2Seq, src: list[int], prefixes: list[list[int]]) ->
     return F.log_softmax(logits.double(), dim=-1)[torch.arange(len(prefixes)), last]
 
 
-def reference_beam(model, src, max_len, K, alpha, kind, stop="fast"):
+def reference_beam(model, src, max_len, K, alpha, kind, stop="fast", steps=None):
     """Beam search as the docstring of nmt.search.beam_search states it, one sentence, in
     plain Python, scoring with teacher forcing. Also returns the last step it ran.
 
     stop="fast": stop by the documented heuristic (raw log-probabilities). stop=None: never stop
     early; run to the forced EOS after max_len tokens, so that `finished` holds every hypothesis
-    the beam ever finished (the answer key of the exact rule, without copying it)."""
+    the beam ever finished (the answer key of the exact rule, without copying it). `steps`, a
+    list, receives (t, the beam that goes on, the hypotheses finished at t) at every step."""
     beam, finished, t = [([], 0.0)], [], 0
     while beam:
         t += 1
@@ -307,8 +308,11 @@ def reference_beam(model, src, max_len, K, alpha, kind, stop="fast"):
         allowed = [EOS] if t > max_len else [tok for tok in range(dists.size(1)) if tok not in (PAD, BOS)]
         cands = [(s + float(d[tok]), p, tok) for (p, s), d in zip(beam, dists) for tok in allowed]
         cands.sort(key=lambda c: -c[0])
-        finished += [(p, s, s / penalty(t, alpha, kind)) for s, p, tok in cands[:K] if tok == EOS]
+        ended = [(p, s, s / penalty(t, alpha, kind)) for s, p, tok in cands[:K] if tok == EOS]
+        finished += ended
         beam = [(p + [tok], s) for s, p, tok in cands if tok != EOS][:K]
+        if steps is not None:
+            steps.append((t, beam, ended))
         finished.sort(key=lambda f: -f[2])
         if stop == "fast" and len(finished) >= K and beam[0][1] <= min(f[1] for f in finished[:K]):
             return finished, t
@@ -337,11 +341,36 @@ def test_beam_search_equals_reference_beam_search(scale, K, alpha, kind):
     assert min(steps) >= 2  # every search went past its first step
 
 
+@pytest.mark.parametrize("K", [2, 3])
+def test_beam_search_steps_are_those_of_the_reference_beam_search(K):
+    """The trace (`on_step`, behind `nmt translate --trace`): at every step, each sentence's kept
+    hypotheses and those that ended equal the plain reference's (run without stopping early: the
+    search's steps are the first of the reference's), tokens and log-probabilities."""
+    V, alpha, limit = 7, 0.6, 8
+    model = tiny_model(31, V)
+    srcs = random_sources(32, V, [4, 1, 6, 0, 3])
+    batch = make_batch(srcs, None, list(range(len(srcs))))
+    options = SearchOptions(beam_size=K, alpha=alpha, n_best=K)
+    traced = []
+    lengths = torch.full((len(srcs),), limit)
+    beam_search(model, batch.src, batch.src_lengths, lengths, options, on_step=traced.append)
+    for i, src in enumerate(srcs):
+        expected = []
+        reference_beam(model, src, limit, K, alpha, "average", stop=None, steps=expected)
+        ours = [s for s in traced if s.sentence == i]
+        assert [s.t for s in ours] == [t for t, _, _ in expected[: len(ours)]]
+        for step, (_, beam, ended) in zip(ours, expected):
+            assert [tokens for tokens, _ in step.alive] == [p for p, _ in beam]
+            assert [lp for _, lp in step.alive] == pytest.approx([s for _, s in beam], abs=1e-5)
+            assert_same_nbest(step.finished, ended)
+    assert max(s.t for s in traced) >= 3 and sum(len(s.finished) for s in traced) >= len(srcs)
+
+
 def assert_same_nbest(nbest, ref):
     assert [h.tokens for h in nbest] == [r[0] for r in ref]
     for h, r in zip(nbest, ref):
         assert h.log_prob == pytest.approx(r[1], abs=1e-5)
-        assert h.score == pytest.approx(r[2], abs=1e-5)
+        assert h.search_score == pytest.approx(r[2], abs=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["average", "gnmt"])
@@ -557,13 +586,13 @@ def test_nbest_sorted_and_scored_with_the_length_penalty(alpha, kind):
     assert len(hyps) == len(SRC4)
     for i, nbest in enumerate(hyps):
         assert len(nbest) == n_best
-        scores = [h.score for h in nbest]
+        scores = [h.search_score for h in nbest]
         assert scores == sorted(scores, reverse=True)
         assert len({tuple(h.tokens) for h in nbest}) == n_best  # distinct outputs
         for h in nbest + g[i]:
             assert len(h.tokens) <= int(limit[i])
             assert not set(h.tokens) & {PAD, BOS, EOS}
-            assert h.score == pytest.approx(h.log_prob / penalty(len(h.tokens) + 1, alpha, kind), abs=1e-6)
+            assert h.search_score == pytest.approx(h.log_prob / penalty(len(h.tokens) + 1, alpha, kind), abs=1e-6)
             assert math.isfinite(h.log_prob) and h.log_prob < 0
         # outputs that ended with a real EOS carry their exact model log-prob
         done = [h for h in nbest + g[i] if len(h.tokens) < int(limit[i])]

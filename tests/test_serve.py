@@ -140,7 +140,7 @@ def test_translate_gives_one_entry_per_line_in_order_as_the_python_api_does(serv
     assert data["model"] == "dates" and data["elapsed_ms"] > 0 and data["notes"] == []
     for entry, nbest in zip(data["translations"], expected):
         assert [h["text"] for h in entry["n_best"]] == [t.text for t in nbest]
-        assert entry["score"] == pytest.approx(nbest[0].score, abs=1e-4)
+        assert entry["score"] == pytest.approx(nbest[0].search_score, abs=1e-4)
         assert entry["log_prob"] == pytest.approx(nbest[0].log_prob, abs=1e-4)
         assert entry["src_pieces"] == nbest[0].src_pieces and entry["tgt_pieces"] == nbest[0].tgt_pieces
         rows = entry["attention"]
@@ -207,9 +207,9 @@ def test_health_info_metrics_and_the_page(server, translator, trained):
         (b'{"src": "3 May 1979"}', 422, "src: expected a list of strings"),
         (b'{"src": ["a", 3]}', 422, "src: expected a list of strings"),
         (b'{"src": ["a"], "beams": 2}', 422, "unknown field 'beams' (expected some of: src, beam, alpha"),
-        (b'{"src": ["a"], "beam": "5"}', 422, 'beam: expected an integer >= 1, got "5"'),
-        (b'{"src": ["a"], "beam": true}', 422, "beam: expected an integer >= 1, got true"),
-        (b'{"src": ["a"], "beam": 2.0}', 422, "beam: expected an integer >= 1, got 2.0"),
+        (b'{"src": ["a"], "beam": "5"}', 422, 'beam: expected an integer, got "5"'),
+        (b'{"src": ["a"], "beam": true}', 422, "beam: expected an integer, got true"),
+        (b'{"src": ["a"], "beam": 2.0}', 422, "beam: expected an integer, got 2.0"),
         (b'{"src": ["a"], "beam": 0}', 422, "beam: expected an integer from 1 to"),
         (b'{"src": ["a"], "beam": 7}', 422, "beam: at most 6 on this server (nmt serve --max-beam), got 7"),
         (b'{"src": ["a"], "alpha": -1}', 422, "alpha: expected a number in [0, 10], got -1"),
@@ -608,5 +608,5 @@ def test_an_ensemble_is_served_as_the_python_api_computes_it(trained):
     expected = Translator.load([run, member]).search(DATES, beam=3, n_best=2)
     for entry, nbest in zip(data["translations"], expected):
         assert [h["text"] for h in entry["n_best"]] == [t.text for t in nbest]
-        assert entry["score"] == pytest.approx(nbest[0].score, abs=1e-4)
+        assert entry["score"] == pytest.approx(nbest[0].search_score, abs=1e-4)
     assert data["translations"][2]["text"] == "1991-03-12"

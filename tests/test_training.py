@@ -36,7 +36,7 @@ def test_api_train_then_translate(tmp_path, monkeypatch):
         out = tr.translate(["3 May 1979", "", "12.03.1991"], beam=2)
         assert len(out) == 3 and out[1] == ""
     detailed = tr.search(["3 May 1979"], beam=3, n_best=2, attention=True)[0]
-    assert len(detailed) == 2 and detailed[0].score >= detailed[1].score
+    assert len(detailed) == 2 and detailed[0].search_score >= detailed[1].search_score
     best = detailed[0]
     assert best.attention.shape == (len(best.tgt_pieces), len(best.src_pieces))
     assert torch.allclose(best.attention.sum(1), torch.ones(len(best.tgt_pieces)), atol=1e-5)

@@ -1,5 +1,5 @@
 """nmt.evaluation.tuning and the run's stored decoding defaults (`nmt tune --write`), and the choice of
-evaluation data (nmt.evaluation.splits.eval_data)."""
+evaluation data (nmt.evaluation.inputs.eval_data)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from word_models import png_size, save_run, tiny_translator
 from nmt.config import DataConfig
 from nmt.errors import DataError
 from nmt.evaluation import tuning
-from nmt.evaluation.splits import NO_DATA, NO_SPLIT_TO_EVALUATE, eval_data
+from nmt.evaluation.inputs import NO_DATA, NO_SPLIT_TO_EVALUATE, eval_data
 from nmt.rundir.defaults import remember_run, write_decoding_defaults
 from nmt.rundir.layout import checkpoint_path
 from nmt.translate import Translator
@@ -27,7 +27,7 @@ def test_tune_table_best_and_stored_defaults(tmp_path):
     sources = ["a b", "c", "d e a", "b b c"]
     refs = tr.translate(sources, beam=3, alpha=0.0)
     results = tuning.tune(tr, sources, refs, beams=[1, 3], alphas=[0.0, 1.0])
-    assert [(r.beam, r.alpha) for r in results] == [(1, 0.0), (1, 1.0), (3, 0.0), (3, 1.0)]
+    assert [(r.beam_size, r.alpha) for r in results] == [(1, 0.0), (1, 1.0), (3, 0.0), (3, 1.0)]
     assert results[0].bleu == results[1].bleu  # greedy ignores alpha
     assert tuning.best(results).bleu == max(r.bleu for r in results)
     assert "<- best" in tuning.table(results)
@@ -212,7 +212,7 @@ def test_best_is_the_highest_bleu_then_the_smaller_beam_then_the_smaller_alpha()
         tuning.TuneResult(3, 1.0, 25.0, 1.0, 50.0),
     ]
     best = tuning.best(results)
-    assert (best.beam, best.alpha) == (3, 0.5)
+    assert (best.beam_size, best.alpha) == (3, 0.5)
     table = tuning.table(results).splitlines()
     assert table[2].endswith("<- best") and sum("<- best" in line for line in table) == 1
 
@@ -226,11 +226,11 @@ def test_tune_on_a_trained_run_finds_the_pair_with_the_highest_bleu(reversal_run
     results = tuning.tune(tr, sources, references, beams=beams, alphas=alphas)
     assert len({round(r.bleu, 1) for r in results}) >= 3, tuning.table(results)  # the pairs differ
     for r in (max(results, key=lambda r: r.bleu), min(results, key=lambda r: r.bleu)):
-        outputs = tr.translate(sources, beam=r.beam, alpha=r.alpha)
+        outputs = tr.translate(sources, beam=r.beam_size, alpha=r.alpha)
         assert r.bleu == pytest.approx(sacrebleu.corpus_bleu(outputs, [references]).score, abs=1e-9)
     top = max(r.bleu for r in results)
-    winner = min((r for r in results if round(r.bleu, 2) == round(top, 2)), key=lambda r: (r.beam, r.alpha))
-    assert (tuning.best(results).beam, tuning.best(results).alpha) == (winner.beam, winner.alpha)
+    winner = min((r for r in results if round(r.bleu, 2) == round(top, 2)), key=lambda r: (r.beam_size, r.alpha))
+    assert (tuning.best(results).beam_size, tuning.best(results).alpha) == (winner.beam_size, winner.alpha)
 
     (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
     (tmp_path / "ref.txt").write_text("\n".join(references) + "\n")
@@ -238,6 +238,6 @@ def test_tune_on_a_trained_run_finds_the_pair_with_the_highest_bleu(reversal_run
     result = nmt_cli("tune", "-m", run, *args, "--write", "--no-plot")
     assert result.returncode == 0, result.stderr
     (best_row,) = [line for line in result.stdout.splitlines() if "<- best" in line]
-    assert best_row.split()[:3] == [str(winner.beam), f"{winner.alpha:g}", f"{winner.bleu:.2f}"]
+    assert best_row.split()[:3] == [str(winner.beam_size), f"{winner.alpha:g}", f"{winner.bleu:.2f}"]
     stored = Translator.load(run).cfg.decoding
-    assert (stored.beam_size, stored.alpha) == (winner.beam, winner.alpha)
+    assert (stored.beam_size, stored.alpha) == (winner.beam_size, winner.alpha)

@@ -18,6 +18,7 @@ from nmt.config import Config, ModelConfig, config_to_dict
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
 from nmt.model import build_model
 from nmt.rundir.checkpoint import save_checkpoint
+from nmt.rundir.contents import model_contents
 from nmt.rundir.layout import checkpoint_path
 from nmt.translate import Translator
 
@@ -84,11 +85,8 @@ def find_search_error(alpha: float):
 
 def save_run(tr: Translator, run_dir: Path) -> Path:
     """A run directory holding the translator as checkpoints/best.pt."""
-    state = {
-        "config": config_to_dict(tr.cfg),
-        "tokenizers": {"src": tr.src_tok.model_proto, "tgt": None},
-        "model": tr.model.model.state_dict(),  # the frozen Seq2Seq's weights
-    }
+    # the frozen Seq2Seq's weights
+    state = model_contents(config_to_dict(tr.cfg), tr.src_tok.model_proto, None, tr.model.model.state_dict())
     (run_dir / "checkpoints").mkdir(parents=True)
     save_checkpoint(state, checkpoint_path(run_dir, "best"))
     return run_dir

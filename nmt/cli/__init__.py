@@ -5,3 +5,7 @@ exit code. Only this package prints a user's mistakes; everything below it raise
 from nmt.cli.main import main
 
 __all__ = ["main"]
+
+from nmt import submodules_on_use
+
+__getattr__ = submodules_on_use(__name__)  # `nmt.ROOM.MODULE` after `import nmt`

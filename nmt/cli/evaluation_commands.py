@@ -16,7 +16,7 @@ from nmt.rundir.layout import hypotheses
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from nmt.evaluation import analysis
-    from nmt.evaluation.splits import check_eval_choice, eval_data
+    from nmt.evaluation.inputs import check_eval_choice, eval_data
 
     check_eval_choice(args.split, args.src, args.ref)  # before the model is loaded
     translator = load_translator(args.model, args)
@@ -35,7 +35,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from nmt.evaluation import tuning
-    from nmt.evaluation.splits import check_eval_choice, eval_data
+    from nmt.evaluation.inputs import check_eval_choice, eval_data
 
     if args.plot and not args.no_plot and not args.plot.lower().endswith(".png"):
         raise ConfigError(f"--plot: expected a file name ending in .png, got {args.plot!r}")
@@ -49,7 +49,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     best = tuning.best(results)
     print(f"{name}: {len(src)} sentences")
     print(tuning.table(results))
-    chosen = f"best: beam {best.beam}, alpha {best.alpha:g} (BLEU {best.bleu:.2f})"
+    chosen = f"best: beam {best.beam_size}, alpha {best.alpha:g} (BLEU {best.bleu:.2f})"
     if args.write:  # stored before drawing: a picture that fails must not lose the choice
         print(f"{chosen}; stored in {target.store(best)}")
     else:
@@ -74,7 +74,8 @@ def _draw_tune(results: list, path: str | Path) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nmt.config import config_from_dict, config_to_dict, load_config
-    from nmt.evaluation.splits import NO_SPLIT_TO_EVALUATE, eval_data, translate_and_score
+    from nmt.evaluation.inputs import NO_SPLIT_TO_EVALUATE, eval_data
+    from nmt.evaluation.splits import translate_and_score
 
     check_output(args.output)  # before the config and the model are loaded
     target = Path(args.target)

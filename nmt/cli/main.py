@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
+from nmt.cli.checks import bad_combination
 from nmt.cli.evaluation_commands import EVALUATION_COMMANDS
-from nmt.cli.parser import bad_combination, build_parser
+from nmt.cli.parser import build_parser
 from nmt.cli.streams import say, silence_broken_streams
 from nmt.cli.training_commands import TRAINING_COMMANDS
 from nmt.cli.translation_commands import TRANSLATION_COMMANDS

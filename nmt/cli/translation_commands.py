@@ -30,14 +30,29 @@ def cmd_translate(args: argparse.Namespace) -> int:
             lines, args.beam, args.alpha, args.n_best, attention=bool(args.plot_attention), no_unk=args.no_unk
         )
     if n > 1:
-        out = [f"{i} ||| {t.text} ||| {t.score:.4f}" for i, nbest in enumerate(results) for t in nbest]
+        out = [f"{i} ||| {t.text} ||| {t.search_score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:
         out = [nbest[0].text for nbest in results]
     write_lines(args.output, out)  # the results first: drawing must not lose them
     _note_long_lines(translator, lines)
     if args.plot_attention:
         _plot_attention(Path(args.plot_attention), lines, results)
+    if args.trace:
+        for number, line in enumerate(lines, 1):
+            for text in trace_lines(number, line, translator.trace(line, args.beam, args.alpha)):
+                say(text)
     return 0
+
+
+def trace_lines(number: int, line: str, steps: list) -> list[str]:
+    """`nmt translate --trace`'s text for input line `number`: per output step t the hypotheses
+    kept (summed log P, pieces so far) and those that ended (log P, search score, pieces)."""
+    out = [f"trace of line {number}: {line.strip()!r}" + ("" if steps else " (blank: nothing searched)")]
+    for s in steps:
+        rows = [f"keep  log P {lp:9.4f}                    {' '.join(p)}" for p, lp in s.alive]
+        rows += [f"end   log P {lp:9.4f}  score {sc:9.4f}  {' '.join(p)}" for p, lp, sc in s.finished]
+        out += [f"  t={s.t:<3} {row}" if i == 0 else f"        {row}" for i, row in enumerate(rows)]
+    return out
 
 
 def _note_long_lines(translator, lines: list[str]) -> None:

@@ -32,3 +32,7 @@ __all__ = [
     "replace_checked",
     "save_config",
 ]
+
+from nmt import submodules_on_use
+
+__getattr__ = submodules_on_use(__name__)  # `nmt.ROOM.MODULE` after `import nmt`

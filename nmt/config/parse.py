@@ -36,6 +36,8 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list, each {_describe(typing.get_args(tp)[0])}"  # e.g. [encoder, embeddings]
     if origin in (typing.Union, types.UnionType):
         parts = [_describe(a) for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(parts) + " or null"
@@ -53,6 +55,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
+    elif origin is tuple:  # tuple[X, ...]: a YAML list, each item an X
+        if isinstance(value, (list, tuple)):
+            try:
+                return tuple(_coerce(item, typing.get_args(tp)[0], key) for item in value)
+            except ConfigError:
+                pass
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -118,6 +126,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"model.tie_embeddings: needs model.emb_size ({m.emb_size}) = model.dec_hidden_size ({m.dec_hidden_size})"
         )
+    frozen = set(cfg.training.freeze)
+    embeddings = "embeddings" in frozen or {"src_embeddings", "tgt_embeddings"} <= frozen
+    if embeddings and {"encoder", "decoder", "output"} <= frozen:
+        raise ConfigError("training.freeze: every part of the model is frozen: nothing would train")
     t = cfg.tokenizer
     if t.joint and (t.src_model or t.tgt_model):
         raise ConfigError("tokenizer.src_model: only with tokenizer.joint: false (use tokenizer.model)")
@@ -193,26 +205,53 @@ def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+    """One entry of the reference (configs/reference.yaml, docs/reference/config.md): a section,
+    or a key with its default, what it accepts and its help."""
+
+    path: tuple[str, ...]  # ("training", "lr"); a section: ("training",)
+    type: Any  # the type hint; a section's dataclass
+    default: Any  # None for a section
+    accepts: str  # what a value may be, in the words of the errors ("" for a section)
+    help: str  # the key's help; a section's docstring
+
+    @property
+    def is_section(self) -> bool:
+        return dataclasses.is_dataclass(self.type)
+
+
+def config_keys(cls: type = Config, prefix: tuple[str, ...] = ()) -> list[ConfigKey]:
+    """Every section and key of the config, in the order of nmt.config.sections (a section
+    before its keys)."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, path = hints[f.name], (*prefix, f.name)
+        if dataclasses.is_dataclass(tp):
+            keys.append(ConfigKey(path, tp, None, "", tp.__doc__ or ""))
+            keys += config_keys(tp, path)
+            continue
+        check = f.metadata.get("check")
+        accepts = _describe(tp) if check is None else expected(check, tp)
+        keys.append(ConfigKey(path, tp, f.default, accepts, f.metadata.get("help", "")))
+    return keys
+
+
 def reference_yaml() -> str:
-    """Every key with its default, allowed values and meaning: `configs/reference.yaml`."""
+    """Every key with its default, allowed values and meaning: `configs/reference.yaml`
+    (written by scripts/gen_docs.py, with docs/reference/config.md from the same config_keys)."""
     lines = [
         "# nmt reference config: every key, its default and what it means.",
-        "# Generated from nmt/config/sections.py (nmt.config.reference_yaml); a test keeps them equal.",
+        "# Generated from nmt/config/sections.py by `python scripts/gen_docs.py`; a test keeps them equal.",
         "# a config file only needs the keys it changes.",
         "",
     ]
-
-    def section(cls: type, indent: str) -> None:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            if dataclasses.is_dataclass(tp):
-                lines.append(f"{indent}{f.name}:  # {tp.__doc__.splitlines()[0]}")
-                section(tp, indent + "  ")
-                continue
-            check = f.metadata.get("check")
-            notes = [_describe(tp) if check is None else expected(check, tp), f.metadata.get("help", "")]
-            lines.append(f"{indent}{f.name}: {_yaml_value(f.default)}  # " + "; ".join(n for n in notes if n))
-
-    section(Config, "")
+    for key in config_keys():
+        indent, name = "  " * (len(key.path) - 1), key.path[-1]
+        if key.is_section:
+            lines.append(f"{indent}{name}:  # {key.help.splitlines()[0]}")
+        else:
+            notes = "; ".join(n for n in (key.accepts, key.help) if n)
+            lines.append(f"{indent}{name}: {_yaml_value(key.default)}  # {notes}")
     return "\n".join(lines) + "\n"

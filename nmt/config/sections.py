@@ -35,6 +35,10 @@ LENGTH_OFFSET = _up_to(1000, low=0)
 SEED = (lambda x: -(2**63) <= x < 2**63, "", "an integer in [-2^63, 2^63 - 1] (torch.manual_seed's range, with room)")
 
 
+#: the parts of the model `training.freeze` may name (nmt.model.seq2seq.Seq2Seq.parts)
+MODEL_PARTS = Literal["embeddings", "src_embeddings", "tgt_embeddings", "encoder", "decoder", "attention", "output"]
+
+
 def expected(check: tuple, tp: Any) -> str:
     """The words for what a checked field accepts."""
     return check[2] if tp is int else check[1]
@@ -77,6 +81,11 @@ class TokenizerConfig:
     character_coverage: float = _f(1.0, COVERAGE, "fraction of characters the model covers")
     split_digits: bool = _f(False, help="one piece per digit (good for numbers and dates)")
     max_sentences: int = _f(1_000_000, AT_LEAST_ONE, "sample at most this many lines to train on")
+    remap: bool = _f(
+        False,
+        help="with training.init_from: train new sentencepiece models on this data and copy the parent's "
+        "embedding and output rows of the pieces both know (else the parent's models are used)",
+    )
 
 
 @dataclass
@@ -125,7 +134,9 @@ class TrainingConfig:
     max_steps: int = _f(0, NON_NEGATIVE, "0 means no limit")
     max_epochs: int = _f(0, NON_NEGATIVE, "0 means no limit")
     max_minutes: float = _f(0.0, NON_NEGATIVE, "0 means no limit")
-    keep_last: int = _f(1, AT_LEAST_ONE, "checkpoints/step-N.pt files kept: the newest ones")
+    keep_last: int = _f(
+        5, AT_LEAST_ONE, "checkpoints/step-N.pt files kept: the newest ones (nmt average --last N averages them)"
+    )
     keep_best: int = _f(1, AT_LEAST_ONE, "... and the best ones by valid_metric (last.pt, best.pt always)")
     save_every: int = _f(0, NON_NEGATIVE, "steps between step-N.pt saves besides validations (nmt average); 0 off")
     valid_every: int = _f(500, AT_LEAST_ONE, "steps between validations")
@@ -136,6 +147,15 @@ class TrainingConfig:
     num_threads: int = _f(0, NON_NEGATIVE, "torch CPU threads; 0 keeps torch's default")
     precision: Literal["fp32", "bf16", "fp16"] = _f(
         "fp32", help="bf16/fp16: autocast the forward pass; fp16 scales the loss (GPUs without bf16)"
+    )
+    init_from: str | None = _f(
+        None,
+        help="fine-tuning: a new run starts from the weights of this run directory's best checkpoint "
+        "(or of this checkpoint file); its model section must match; ignored once the run has a checkpoint",
+    )
+    freeze: tuple[Literal[MODEL_PARTS], ...] = _f((), help="parts of the model kept fixed, e.g. [encoder]")
+    tensorboard: bool = _f(
+        False, help="also write metrics.jsonl's numbers as TensorBoard events in RUN_DIR/events (nmt[tensorboard])"
     )
 
 

@@ -152,7 +152,7 @@ class BatchSampler:
         bounds = []
         for start in range(0, len(order), pool):
             # by target length first: the decoder's loop is the dearer half of the model, per
-            # position, so its padding costs most (the README's benchmark notes give the shares).
+            # position, so its padding costs most (docs/results.md gives the shares).
             # lexsort is stable, as sorted() is: equal lengths keep their shuffled order
             at = examples[start : start + pool]
             at[:] = at[np.lexsort((self.src_lens[at], self.tgt_lens[at]))]

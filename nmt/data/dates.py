@@ -6,7 +6,9 @@ apart by their separator (``.`` = day.month.year, ``/`` = US month/day/year,
 ``-`` with the year first = ISO order, 8 digits = YYYYMMDD), so each source
 string maps to exactly one date.
 
-CLI: ``python -m nmt.data.dates OUT_DIR [--seed N]``
+CLI: ``python -m nmt.data.dates OUT_DIR [--seed N] [--sizes train=N,dev=N,test=N]
+[--formats NAME,... | --without NAME,...]`` (formats by the names in FORMATS: a parent model
+that never saw some formats, and data to fine-tune it on them, docs/fine_tuning.md).
 """
 
 from __future__ import annotations
@@ -160,10 +162,10 @@ def random_date(rng: random.Random) -> datetime.date:
     return datetime.date.fromordinal(rng.randint(FIRST_DAY.toordinal(), LAST_DAY.toordinal()))
 
 
-def make_example(rng: random.Random) -> tuple[str, str]:
-    """One (source, target) pair: a random date in a random format -> ISO."""
+def make_example(rng: random.Random, formats: tuple[Format, ...] = FORMATS) -> tuple[str, str]:
+    """One (source, target) pair: a random date in a random one of `formats` -> ISO."""
     d = random_date(rng)
-    return rng.choice(FORMATS)(d, rng), d.isoformat()
+    return rng.choice(formats)(d, rng), d.isoformat()
 
 
 def generate(n: int, seed: int) -> list[tuple[str, str]]:
@@ -172,14 +174,32 @@ def generate(n: int, seed: int) -> list[tuple[str, str]]:
     return [make_example(rng) for _ in range(n)]
 
 
-def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = None, only_missing: bool = False) -> None:
+def formats_named(names: list[str], without: bool = False) -> tuple[Format, ...]:
+    """The FORMATS of these names (or all but them); a ValueError names an unknown one."""
+    known = {f.__name__: f for f in FORMATS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"no date format {unknown[0]!r} (the formats: {', '.join(known)})")
+    chosen = tuple(f for f in FORMATS if (f.__name__ in names) != without)
+    if not chosen:
+        raise ValueError("no date format left to write")
+    return chosen
+
+
+def write_splits(
+    out_dir: str | Path,
+    seed: int = 1234,
+    sizes: dict | None = None,
+    only_missing: bool = False,
+    formats: tuple[Format, ...] = FORMATS,
+) -> None:
     """Write ``{train,dev,test}.{src,tgt}`` under ``out_dir``, each file atomically (a kill
     leaves it whole or absent); ``only_missing``: write only the files that do not exist (an
     existing one, generated before or the user's own, is never rewritten).
 
     Sources are unique across all splits (test is filled first, then dev,
     then train), so the splits are disjoint by source string. The output is
-    byte-identical for a given seed and sizes.
+    byte-identical for a given seed, sizes and formats.
     """
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     if set(sizes) != set(SPLITS) or any(v < 0 for v in sizes.values()):
@@ -198,7 +218,7 @@ def write_splits(out_dir: str | Path, seed: int = 1234, sizes: dict | None = Non
             attempts += 1
             if attempts > 100 * sizes[split] + 1000:
                 raise RuntimeError("could not draw enough unique sources")
-            src, tgt = make_example(rng)
+            src, tgt = make_example(rng, formats)
             if src not in seen:
                 seen.add(src)
                 pairs.append((src, tgt))
@@ -226,8 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="directory for the six split files")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--sizes", default="", help="pairs per split, e.g. train=3000,dev=200,test=500")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--formats", default="", help="only these formats, e.g. slashed_mdy,compact")
+    choice.add_argument("--without", default="", help="every format but these")
     args = parser.parse_args(argv)
-    write_splits(args.out_dir, seed=args.seed)
+    names = [name for name in (args.formats or args.without).split(",") if name]
+    try:
+        formats = formats_named(names, without=bool(args.without)) if names else FORMATS
+        sizes = {key: int(count) for key, count in (item.split("=") for item in args.sizes.split(",") if item)}
+        write_splits(args.out_dir, seed=args.seed, sizes=sizes, formats=formats)
+    except ValueError as e:
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class SentenceResult:
 class BeamResult:
     """The analysis at one beam size: counts per kind, corpus BLEU, and each sentence."""
 
-    beam: int
+    beam_size: int
     alpha: float
     bleu: float
     seconds: float
@@ -122,21 +122,21 @@ def verdict(result: BeamResult) -> str:
 def _advice(result: BeamResult) -> str:
     if not result.errors:
         if result.counts.get(UNREACHABLE, 0):
-            return f"beam {result.beam}: no search or model errors"
-        return f"beam {result.beam}: every output equals its reference"
+            return f"beam {result.beam_size}: no search or model errors"
+        return f"beam {result.beam_size}: every output equals its reference"
     search, model = result.share(SEARCH), result.share(MODEL)
     if model >= 0.8:
         return (
-            f"beam {result.beam}: {100 * model:.0f}% of errors are model errors: a wider beam will not help; "
+            f"beam {result.beam_size}: {100 * model:.0f}% of errors are model errors: a wider beam will not help; "
             "a better model (more data, training, capacity) will"
         )
     if search >= 0.5:
         return (
-            f"beam {result.beam}: {100 * search:.0f}% of errors are search errors: the model prefers the "
+            f"beam {result.beam_size}: {100 * search:.0f}% of errors are search errors: the model prefers the "
             "reference but the search misses it; try a wider beam or another alpha"
         )
     return (
-        f"beam {result.beam}: {100 * search:.0f}% search errors, {100 * model:.0f}% model errors: "
+        f"beam {result.beam_size}: {100 * search:.0f}% search errors, {100 * model:.0f}% model errors: "
         "a wider beam can fix only the search errors"
     )
 
@@ -162,7 +162,7 @@ def table(results: list[BeamResult]) -> str:
     for r in results:
         pct = {k: f"{r.counts.get(k, 0)} ({100 * r.counts.get(k, 0) / max(1, n):.0f}%)" for k in kinds}
         lines.append(
-            f"{r.beam:>4}  {r.alpha:>5g}  {r.bleu:>5.1f}  {pct[CORRECT]:>9}  {pct[SEARCH]:>12}  "
+            f"{r.beam_size:>4}  {r.alpha:>5g}  {r.bleu:>5.1f}  {pct[CORRECT]:>9}  {pct[SEARCH]:>12}  "
             f"{pct[MODEL]:>12}  {pct[UNREACHABLE]:>11}  {100 * r.share(SEARCH):>11.1f}%  "
             f"{n / max(r.seconds, 1e-9):>7.0f}"
         )
@@ -177,7 +177,7 @@ def to_json(results: list[BeamResult], with_sentences: bool = False) -> list[dic
     for r in results:
         n = max(1, r.scored)
         record = {
-            "beam": r.beam,
+            "beam": r.beam_size,
             "alpha": r.alpha,
             "bleu": r.bleu,
             "sentences": n,

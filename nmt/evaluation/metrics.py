@@ -293,3 +293,38 @@ def json_report(result: dict[str, Any], width: int = CLI_WIDTH) -> dict[str, Any
         d.update(report.extra_fields())
         out[key] = d
     return out
+
+
+@dataclass
+class CorpusMetrics:
+    """Corpus metrics of hypotheses against one reference per line (not a model's scores: those
+    are log-probabilities, nmt.translate)."""
+
+    bleu_report: BleuReport
+    chrf_report: ChrfReport
+    accuracy: float  # fraction of lines equal to the reference (whitespace-trimmed)
+
+    @property
+    def bleu(self) -> float:
+        return self.bleu_report.score
+
+    @property
+    def chrf(self) -> float:
+        return self.chrf_report.score
+
+    @property
+    def bleu_signature(self) -> str:
+        return self.bleu_report.signature
+
+    @property
+    def chrf_signature(self) -> str:
+        return self.chrf_report.signature
+
+    def line(self) -> str:
+        return f"BLEU {self.bleu:.2f}  chrF {self.chrf:.2f}  exact match {100 * self.accuracy:.2f}%"
+
+
+def corpus_metrics(hyps: list[str], refs: list[str]) -> CorpusMetrics:
+    """BLEU, chrF and accuracy of `hyps` against `refs` (aligned by line)."""
+    exact = sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / max(1, len(refs))
+    return CorpusMetrics(bleu(hyps, [refs]), chrf(hyps, [refs]), exact)

@@ -31,7 +31,7 @@ from nmt.data.corpus import read_lines
 from nmt.errors import DataError
 from nmt.evaluation.metrics import CLI_WIDTH, StrPath, check_aligned
 
-#: test name -> (sacrebleu's test type, its command-line flag); bootstrap first, as in the README
+#: test name -> (sacrebleu's test type, its command-line flag); bootstrap first, as in docs/after_training.md
 TESTS = {"paired_bs": ("bs", "--paired-bs"), "paired_ar": ("ar", "--paired-ar")}
 #: sacrebleu's default number of bootstrap resamples and of randomisation trials
 DEFAULT_SAMPLES = {"paired_bs": 1000, "paired_ar": 10000}

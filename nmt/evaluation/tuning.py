@@ -24,7 +24,7 @@ from nmt.translate import Translator
 
 @dataclass
 class TuneResult:
-    beam: int
+    beam_size: int
     alpha: float
     bleu: float
     length_ratio: float  # output length / reference length (sacrebleu tokens)
@@ -56,7 +56,7 @@ def tune(
 
 def best(results: list[TuneResult]) -> TuneResult:
     """Highest BLEU; among equals the smaller beam, then the smaller alpha."""
-    return max(results, key=lambda r: (round(r.bleu, 2), -r.beam, -r.alpha))
+    return max(results, key=lambda r: (round(r.bleu, 2), -r.beam_size, -r.alpha))
 
 
 def table(results: list[TuneResult]) -> str:
@@ -64,7 +64,9 @@ def table(results: list[TuneResult]) -> str:
     lines = [f"{'beam':>4}  {'alpha':>5}  {'BLEU':>6}  {'len ratio':>9}  {'sent/s':>7}"]
     for r in results:
         mark = "  <- best" if r is top else ""
-        lines.append(f"{r.beam:>4}  {r.alpha:>5g}  {r.bleu:>6.2f}  {r.length_ratio:>9.3f}  {r.sents_per_s:>7.0f}{mark}")
+        lines.append(
+            f"{r.beam_size:>4}  {r.alpha:>5g}  {r.bleu:>6.2f}  {r.length_ratio:>9.3f}  {r.sents_per_s:>7.0f}{mark}"
+        )
     return "\n".join(lines)
 
 
@@ -100,4 +102,4 @@ class TuneTarget:
 
     def store(self, choice: TuneResult) -> Path:
         """Store `choice`'s beam and alpha as the run's decoding defaults; returns RUN_DIR/decoding.yaml."""
-        return write_decoding_defaults(self._require_run(), choice.beam, choice.alpha)
+        return write_decoding_defaults(self._require_run(), choice.beam_size, choice.alpha)

@@ -5,3 +5,7 @@ from nmt.model.frozen import FrozenSeq2Seq
 from nmt.model.seq2seq import ENCODERS, Seq2Seq, build_model
 
 __all__ = ["ENCODERS", "FrozenSeq2Seq", "Seq2Seq", "build_model"]
+
+from nmt import submodules_on_use
+
+__getattr__ = submodules_on_use(__name__)  # `nmt.ROOM.MODULE` after `import nmt`

@@ -17,7 +17,7 @@ soon as z is, the gradients are computed in the forward pass and kept (they are 
 and V x Hd), and each block's logits are dropped before the next block. The (N, V) logits, their
 log-softmax and their gradient, each 130 MB for an 8k vocabulary and 4k tokens, never exist;
 a block stays in the CPU's cache, and the process never asks the kernel for fresh pages of
-that size (page faults on fresh memory are expensive: see the README's notes on speed).
+that size (page faults on fresh memory are expensive: see docs/results.md, training and decoding speed).
 `plain_output_loss` is the textbook computation, kept beside it (`model.textbook: true`).
 The training objective built on it is nmt.training.objective.
 

@@ -77,6 +77,18 @@ class Seq2Seq(nn.Module):
         att, state, weights = self.decoder.step(self.tgt_embed(prev), memory, state)
         return F.log_softmax(self.output(att).float(), dim=-1), state, weights  # fp32 under autocast too
 
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """The model's parts by the names `training.freeze` takes (nmt.config.sections.MODEL_PARTS)."""
+        return {
+            "embeddings": [self.src_embed, self.tgt_embed],
+            "src_embeddings": [self.src_embed],
+            "tgt_embeddings": [self.tgt_embed],
+            "encoder": [self.encoder],
+            "decoder": [self.decoder],
+            "attention": [self.decoder.attention],
+            "output": [self.output],
+        }
+
     @staticmethod
     def select(rows: Memory | DecoderState, index: torch.Tensor) -> Memory | DecoderState:
         """Rows `index` (B',) of a memory or a decoder state (search repeats, reorders and drops rows)."""

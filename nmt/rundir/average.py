@@ -28,6 +28,7 @@ from torch.ao.quantization import PerChannelMinMaxObserver
 
 from nmt.errors import CheckpointError, DataError
 from nmt.rundir.checkpoint import load_checkpoint, save_checkpoint, step_files
+from nmt.rundir.contents import averaged_contents, dev_metrics, model_contents, step_of, tokenizer_models
 from nmt.rundir.layout import CHECKPOINTS, STEP_FILE
 
 #: the parts of a checkpoint's config that must agree for its weights to be averaged: the same
@@ -52,13 +53,13 @@ def choose_steps(run_dir: str | Path, last: int | None = None, best: int | None 
         )
     if last:
         return [files[s] for s in sorted(files)[-last:]]
-    scores = load_checkpoint(files[max(files)]).get("progress", {}).get("scores", {})
-    scored = [s for s in files if str(s) in scores]
+    metrics = dev_metrics(load_checkpoint(files[max(files)]))
+    scored = [s for s in files if str(s) in metrics]
     if len(scored) < n:
         raise CheckpointError(
             f"{run_dir / CHECKPOINTS}: {len(scored)} step checkpoint(s) with a dev score, fewer than --best {n}"
         )
-    return [files[s] for s in sorted(sorted(scored, key=lambda s: -scores[str(s)])[:n])]
+    return [files[s] for s in sorted(sorted(scored, key=lambda s: -metrics[str(s)])[:n])]
 
 
 def _first_difference(a: Any, b: Any, path: str) -> str | None:
@@ -79,8 +80,8 @@ def check_compatible(first: dict, other: dict, first_name: str, other_name: str)
         key = _first_difference(first["config"].get(section), other["config"].get(section), section)
         if key:
             raise CheckpointError(f"{other_name}: cannot average with {first_name}: {key} differs")
-    for side in ("src", "tgt"):
-        if first["tokenizers"].get(side) != other["tokenizers"].get(side):
+    for side, a, b in zip(("src", "tgt"), tokenizer_models(first), tokenizer_models(other)):
+        if a != b:
             raise CheckpointError(
                 f"{other_name}: cannot average with {first_name}: its {side} sentencepiece model differs"
             )
@@ -146,8 +147,8 @@ def average(paths: list[Path], output: str | Path, int8: bool = False) -> dict:
             warnings.simplefilter("ignore")
             weights = int8_storage(weights)
     newest = states[-1]
-    steps = [int(s.get("progress", {}).get("step", -1)) for s in states]
+    steps = [step_of(s) for s in states]
     summary = {"output": str(output), "files": [str(p) for p in paths], "steps": steps, "int8": int8}
-    state = {"config": newest["config"], "tokenizers": newest["tokenizers"], "model": weights, "averaged": summary}
-    save_checkpoint(state, output)
+    model = model_contents(newest["config"], *tokenizer_models(newest), weights)
+    save_checkpoint(averaged_contents(model, summary), output)
     return summary

@@ -20,14 +20,13 @@ import torch
 
 from nmt.errors import CheckpointError
 from nmt.files import atomic_write
+from nmt.rundir.contents import MODEL_KEYS, dev_metrics, step_of
 from nmt.rundir.layout import LINKS, STEP_FILE, checkpoint_path, step_path
 
 FORMAT_VERSION = 1
 # A checkpoint is a zip file; one whose entries declare more bytes than this in all is refused
 # before torch.load unpacks it (a hostile file can expand a few kilobytes to terabytes).
 MAX_UNCOMPRESSED_BYTES = 16 * 2**30
-
-REQUIRED_KEYS = ("config", "tokenizers", "model")
 
 
 class _Recorded:
@@ -98,18 +97,18 @@ def step_files(folder: Path) -> dict[int, Path]:
 def save_step(state: dict[str, Any], run_dir: Path, best: bool, keep_last: int, keep_best: int) -> Path:
     """Write a training state as checkpoints/step-N.pt (N: its progress step), point best.pt (if
     `best`) and then last.pt at it, and keep only the keep_last newest and the keep_best best
-    step files (by the progress's "scores", step -> dev metric, higher is better; last.pt and
+    step files (by their dev metrics, nmt.rundir.contents.dev_metrics; last.pt and
     best.pt stay: they are hard links). best.pt goes first: a kill between the two links leaves
     best.pt on a model at least as good as the best one that last.pt records."""
-    path = step_path(run_dir, state["progress"]["step"])
+    path = step_path(run_dir, step_of(state))
     save_checkpoint(state, path)
     if best:
         link_checkpoint(path, checkpoint_path(run_dir, "best"))
     link_checkpoint(path, checkpoint_path(run_dir, "last"))
     files = step_files(path.parent)
-    scores = state["progress"]["scores"]
+    metrics = dev_metrics(state)
     newest = sorted(files)[-keep_last:]
-    kept_best = sorted((s for s in files if str(s) in scores), key=lambda s: -scores[str(s)])[:keep_best]
+    kept_best = sorted((s for s in files if str(s) in metrics), key=lambda s: -metrics[str(s)])[:keep_best]
     for step in set(files) - set(newest) - set(kept_best):
         files[step].unlink(missing_ok=True)
     return path
@@ -152,7 +151,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an nmt checkpoint (format {FORMAT_VERSION})")
-    missing = [key for key in REQUIRED_KEYS if key not in state]
+    missing = [key for key in MODEL_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
     if isinstance(state["model"], dict):  # weights stored in int8 (`nmt average --int8`) come back as fp32

@@ -51,11 +51,11 @@ def latest_run() -> Path:
     return run
 
 
-def write_decoding_defaults(run_dir: str | Path, beam: int, alpha: float) -> Path:
-    """Store beam and alpha as the run's decoding defaults (RUN_DIR/decoding.yaml)."""
+def write_decoding_defaults(run_dir: str | Path, beam_size: int, alpha: float) -> Path:
+    """Store beam_size and alpha as the run's decoding defaults (RUN_DIR/decoding.yaml)."""
     path = Path(run_dir) / DECODING
     text = "# written by `nmt tune --write`; applied on top of the checkpoint's decoding section\n" + yaml.safe_dump(
-        {"beam_size": int(beam), "alpha": float(alpha)}, sort_keys=False
+        {"beam_size": int(beam_size), "alpha": float(alpha)}, sort_keys=False
     )
     data = text.encode("utf-8")
     atomic_write(path, lambda f: f.write(data))

@@ -9,14 +9,18 @@
       train.lock            held while a process trains in the run (nmt.rundir.rules.RunLock)
       test.hyp, dev.hyp     the translations of a split (training's test score, nmt evaluate)
       decoding.yaml         decoding defaults stored by `nmt tune --write` (nmt.rundir.defaults)
+      lineage.json          a fine-tuned run's parent: its path, checkpoint, hash and step
       learning_curves.png   drawn at the end of training and by `nmt plot`
       tune.png              drawn by `nmt tune`
       checkpoints/
         step-N.pt           training's checkpoints (N in 8 digits)
         best.pt, last.pt    hard links to two of them
+      events/
+        events.out.tfevents.*   metrics.jsonl's scalars for TensorBoard (training.tensorboard)
 
 What nmt owns in a run (what a new run may delete, nmt.rundir.rules) is OWNED_FILES, made of
-the names above; a test checks that no other module spells one of them.
+the names above, and in the two folders of OWNED_FOLDERS the files their patterns match; a test
+checks that no other module spells one of them.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ METRICS = "metrics.jsonl"
 LOG = "train.log"
 LOCK = "train.lock"
 DECODING = "decoding.yaml"
+LINEAGE = "lineage.json"
 LEARNING_CURVES = "learning_curves.png"
 TUNE_PLOT = "tune.png"
 CHECKPOINTS = "checkpoints"
+EVENTS = "events"
 #: the splits whose translations a run keeps (SPLIT.hyp)
 SPLITS = ("test", "dev")
 #: (source, target) sentencepiece model files, by tokenizer.joint
@@ -61,6 +67,7 @@ OWNED_FILES = frozenset(
         LOG,
         LOCK,
         DECODING,
+        LINEAGE,
         LEARNING_CURVES,
         TUNE_PLOT,
         *map(hypotheses, SPLITS),
@@ -68,6 +75,8 @@ OWNED_FILES = frozenset(
 )
 #: the names nmt writes in checkpoints/
 CHECKPOINT_FILE = re.compile("|".join([STEP_FILE.pattern, *(re.escape(f"{name}.pt") for name in LINKS)]))
+#: the folders of a run, each with the pattern of the names nmt writes in it
+OWNED_FOLDERS = {CHECKPOINTS: CHECKPOINT_FILE, EVENTS: re.compile(r"events\.out\.tfevents\..+")}
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:

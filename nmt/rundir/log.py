@@ -1,7 +1,8 @@
 """A run's log (training and data preparation): messages to stderr and `train.log`, a live
 progress line on a terminal, and metric records appended to `metrics.jsonl` (each one flushed
 and fsynced: an append-only log whose last line a kill or a full disk can tear, and which
-nmt.rundir.records mends on resume)."""
+nmt.rundir.records mends on resume). With `events`, each record's numbers go to TensorBoard's
+event files too: what is logged is what is written, in both."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from nmt.errors import CheckpointError
-from nmt.rundir.layout import LOG, METRICS
+from nmt.errors import CheckpointError, MissingDependency
+from nmt.rundir.layout import EVENTS, LOG, METRICS
 from nmt.rundir.records import record_line
 
 
@@ -26,7 +27,8 @@ class Log:
     def __init__(self, run_dir: Path | None):
         self.run_dir = run_dir
         self.silent = run_dir is None
-        self.file = self.metrics = None
+        self.file = self.metrics = self.writer = None
+        self.step = 0  # the step of the last record that named one (test records do not)
         self._early: list[str] = []  # train.log lines said before `open`
         self.tty = sys.stderr.isatty()
         self._progress_shown = False
@@ -79,12 +81,31 @@ class Log:
         elif every:
             self(text)
 
+    def events(self, resumed_at: int | None) -> None:
+        """Write every record's numbers to RUN_DIR/events too, as KIND/FIELD scalars at the
+        record's step; a run resumed at step S first drops what the killed run wrote after S
+        (TensorBoard's purge_step), as metrics.jsonl is trimmed."""
+        if self.silent:
+            return
+        if missing := tensorboard_missing():
+            raise MissingDependency(missing)
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = None if resumed_at is None else resumed_at + 1
+        self.writer = SummaryWriter(str(self.run_dir / EVENTS), purge_step=purge)
+
     def record(self, **fields) -> None:
-        """Append one JSON record to metrics.jsonl, flushed and fsynced."""
+        """Append one JSON record to metrics.jsonl, flushed and fsynced (and to TensorBoard)."""
         if self.silent:
             return
         self.open()
         self._write(self.metrics, record_line(fields), sync=True)
+        self.step = fields.get("step", self.step)
+        if self.writer is not None:
+            for key, value in fields.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"{fields['kind']}/{key}", value, self.step)
+            self.writer.flush()
 
     def close(self) -> None:
         """Close the files; never fails (it runs while another error may be on its way out)."""
@@ -92,10 +113,19 @@ class Log:
             return
         if self._progress_shown:
             sys.stderr.write("\n")
-        for file in (self.file, self.metrics):
+        for file in (self.file, self.metrics, self.writer):
             if file is not None:
                 try:
                     file.close()
                 except OSError:
                     pass
-        self.file = self.metrics = None
+        self.file = self.metrics = self.writer = None
+
+
+def tensorboard_missing() -> str | None:
+    """What to install for training.tensorboard, or None when TensorBoard's writer imports."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return "training.tensorboard: needs the tensorboard package: pip install 'nmt[tensorboard]'"
+    return None

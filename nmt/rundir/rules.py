@@ -1,7 +1,7 @@
 """The rules of a run directory: who trains in it (the lock), starting a new run in it, and
 picking the checkpoint to resume from.
 
-nmt owns the files nmt.rundir.layout names (OWNED_FILES, and what checkpoints/ holds), plus the
+nmt owns the files nmt.rundir.layout names (OWNED_FILES, and OWNED_FOLDERS' files), plus the
 temporary files of its atomic writes (.NAME.XXXX.tmp), which a kill can leave behind. A new
 run deletes exactly those, file by file (except train.bin, which it has just checked or made
 for itself), and refuses to start in a directory holding anything else.
@@ -18,7 +18,8 @@ from pathlib import Path
 
 from nmt.errors import CheckpointError, ConfigError
 from nmt.rundir.checkpoint import link_checkpoint, load_checkpoint, step_files
-from nmt.rundir.layout import CHECKPOINT_FILE, CHECKPOINTS, CORPUS, LOCK, OWNED_FILES, checkpoint_path
+from nmt.rundir.contents import can_resume, dev_metrics, step_of
+from nmt.rundir.layout import CHECKPOINT_FILE, CHECKPOINTS, CORPUS, LOCK, OWNED_FILES, OWNED_FOLDERS, checkpoint_path
 
 TEMPORARY = re.compile(r"\.(.+)\.\w+\.tmp")  # .NAME.XXXX.tmp: an atomic write of NAME cut short
 
@@ -75,8 +76,13 @@ def _top_level(name: str) -> bool:
     return name in OWNED_FILES
 
 
-def _in_checkpoints(name: str) -> bool:
-    return bool(CHECKPOINT_FILE.fullmatch(name))
+def _in_folder(folder: str) -> Callable[[str], bool]:
+    """Whether nmt writes a file of a name in one of OWNED_FOLDERS."""
+    return lambda name: bool(OWNED_FOLDERS[folder].fullmatch(name))
+
+
+def _owned_folder(entry: Path) -> bool:
+    return entry.name in OWNED_FOLDERS and entry.is_dir() and not entry.is_symlink()
 
 
 def _is_temporary(name: str, owned: Callable[[str], bool]) -> bool:
@@ -95,8 +101,8 @@ def _is_owned(entry: Path, owned: Callable[[str], bool] = _top_level) -> bool:
 def foreign_entry(run_dir: Path) -> Path | None:
     """The first thing in `run_dir` that nmt did not write (None: everything is nmt's)."""
     for entry in sorted(run_dir.iterdir()):
-        if entry.name == CHECKPOINTS and entry.is_dir() and not entry.is_symlink():
-            inner = next((e for e in sorted(entry.iterdir()) if not _is_owned(e, _in_checkpoints)), None)
+        if _owned_folder(entry):
+            inner = next((e for e in sorted(entry.iterdir()) if not _is_owned(e, _in_folder(entry.name))), None)
             if inner is not None:
                 return inner
         elif not _is_owned(entry):
@@ -127,15 +133,15 @@ def clear_run(run_dir: Path) -> None:
     by one, checkpoints first: a kill half-way leaves nothing to resume from. The lock stays, and
     so does the training corpus (the new run's own, made or checked by nmt.data.prepare)."""
     with writing(run_dir):
-        checkpoints = run_dir / CHECKPOINTS
-        if checkpoints.is_dir() and not checkpoints.is_symlink():
-            for entry in checkpoints.iterdir():
-                if _is_owned(entry, _in_checkpoints):
-                    entry.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                checkpoints.rmdir()
+        for folder in map(run_dir.joinpath, OWNED_FOLDERS):  # checkpoints first
+            if _owned_folder(folder):
+                for entry in folder.iterdir():
+                    if _is_owned(entry, _in_folder(folder.name)):
+                        entry.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         for entry in run_dir.iterdir():
-            if entry.name not in (LOCK, CHECKPOINTS, CORPUS) and _is_owned(entry):
+            if entry.name not in (LOCK, CORPUS) and not _owned_folder(entry) and _is_owned(entry):
                 entry.unlink(missing_ok=True)
 
 
@@ -155,7 +161,7 @@ def find_resumable(run_dir: Path, required: frozenset[str]) -> tuple[Path, dict,
         except CheckpointError as e:
             failure = failure or e
             continue
-        if "rng" not in state or not required <= set(state.get("progress", {})):
+        if not can_resume(state, required):
             raise CheckpointError(
                 f"{path}: written by an nmt that could not resume runs; it translates, but cannot "
                 "continue training (start a new run)"
@@ -172,9 +178,9 @@ def tidy_for_resume(run_dir: Path, path: Path, state: dict) -> None:
     short and the step files past the resumed step (written after it by the run that was killed);
     point last.pt at `path`, and best.pt at the best step file when a kill came between writing
     it and linking."""
-    folder, step = run_dir / CHECKPOINTS, state["progress"]["step"]
+    folder, step = run_dir / CHECKPOINTS, step_of(state)
     with writing(run_dir):
-        for place, owned in ((run_dir, _top_level), (folder, _in_checkpoints)):
+        for place, owned in ((run_dir, _top_level), (folder, _in_folder(CHECKPOINTS))):
             for name in os.listdir(place):
                 if _is_temporary(name, owned):
                     (place / name).unlink(missing_ok=True)
@@ -184,9 +190,9 @@ def tidy_for_resume(run_dir: Path, path: Path, state: dict) -> None:
     last, best = checkpoint_path(run_dir, "last"), checkpoint_path(run_dir, "best")
     if path != last:
         link_checkpoint(path, last)
-    scores = state["progress"]["scores"]
-    if scores:
-        best_step = max(scores, key=lambda s: (scores[s], -int(s)))  # the first of equals, as validation keeps
+    metrics = dev_metrics(state)
+    if metrics:
+        best_step = max(metrics, key=lambda s: (metrics[s], -int(s)))  # the first of equals, as validation keeps
         source = step_files(folder).get(int(best_step))
         if source is not None and not (best.is_file() and os.path.samefile(best, source)):
             link_checkpoint(source, best)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nmt.search.beam import beam_search
+from nmt import submodules_on_use
+from nmt.search.beam import BeamStep, beam_search
 from nmt.search.common import (
     Hypothesis,
     SearchModel,
@@ -37,6 +38,7 @@ from nmt.search.greedy import greedy, sample, sample_seed
 STRATEGIES: dict[str, Callable[..., list[list[Hypothesis]]]] = {"greedy": greedy, "beam": beam_search, "sample": sample}
 
 __all__ = [
+    "BeamStep",
     "STRATEGIES",
     "Hypothesis",
     "SearchModel",
@@ -49,3 +51,6 @@ __all__ = [
     "sample_seed",
     "sequence_log_probs",
 ]
+
+
+__getattr__ = submodules_on_use(__name__)  # `nmt.ROOM.MODULE` after `import nmt`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,32 @@ class _Beams:
             self.attention = self.attention[keep_rows]
 
 
+@dataclass(frozen=True)
+class BeamStep:
+    """One sentence's beam after output step t, as a lecture draws it (`nmt translate --trace`).
+
+    alive: the hypotheses that go on to step t + 1, best first: (tokens so far, summed log-prob);
+    finished: the hypotheses that ended with EOS at step t (their search_score is the summed
+    log-prob over lp(t), EOS counted in t)."""
+
+    sentence: int
+    t: int
+    alive: list[tuple[list[int], float]]
+    finished: list[Hypothesis]
+
+
+def _steps_of(beams: _Beams, finished: list[list[Hypothesis]], before: list[int], t: int) -> list[BeamStep]:
+    """The BeamStep of every active sentence; `before`: how many finished each had before step t."""
+    K, host_scores = beams.scores.size(1), beams.scores.float().cpu()
+    out = []
+    for i, b in enumerate(beams.active):
+        rows = range(i * K, (i + 1) * K)
+        alive = [(beams.history[r].tolist(), float(host_scores[i, r - i * K])) for r in rows]
+        alive = [(tokens, lp) for tokens, lp in alive if math.isfinite(lp)]
+        out.append(BeamStep(b, t, alive, finished[b][before[b] :]))
+    return out
+
+
 def _to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
     """The (n, k_i) tensors on the host as float64, through ONE device-to-host copy.
 
@@ -86,6 +113,7 @@ def beam_search(
     src_lengths: torch.Tensor,
     max_len: torch.Tensor,
     options: SearchOptions = SearchOptions(beam_size=5, alpha=1.0),
+    on_step: Callable[[BeamStep], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search over a batch of B sentences with K = options.beam_size hypotheses each.
 
@@ -95,7 +123,8 @@ def beam_search(
     form the next beam. A sentence is done, and leaves the batch, when it reached its maximum
     length or when none of its unfinished hypotheses can change its n_best any more (see
     `_settled`). Returns the n_best finished hypotheses of each sentence,
-    best first.
+    best first. `on_step`, if given, is called with each active sentence's BeamStep after every
+    step (a trace for teaching; it costs a host copy of the beam per step).
     """
     K, device, B = options.beam_size, src.device, src.size(0)
     memory, state = model.encode(src, src_lengths)
@@ -115,7 +144,11 @@ def beam_search(
     t = 0
     while beams.active:
         t += 1
+        before = [len(f) for f in finished]
         best_alive = _beam_step(model, beams, finished, t, src_lengths, options)
+        if on_step is not None:
+            for step in _steps_of(beams, finished, before, t):
+                on_step(step)
         keep = [
             i
             for i, (b, limit) in enumerate(zip(beams.active, beams.limit))
@@ -123,7 +156,7 @@ def beam_search(
         ]
         if len(keep) < len(beams.active):
             beams.keep(model, keep, K)
-    return [sorted(f, key=lambda h: -h.score)[: options.n_best] for f in finished]
+    return [sorted(f, key=lambda h: -h.search_score)[: options.n_best] for f in finished]
 
 
 def _beam_step(
@@ -217,7 +250,7 @@ def _collect_finished(
         att = None
         if beams.attention is not None:
             att = beams.attention[row, :, : int(src_lengths[beams.active[i]])].clone()
-        finished[beams.active[i]].append(Hypothesis(beams.history[row].tolist(), lp, options.score(lp, t), att))
+        finished[beams.active[i]].append(Hypothesis(beams.history[row].tolist(), lp, options.search_score(lp, t), att))
 
 
 def _settled(finished: list[Hypothesis], best_alive: float, K: int, max_len: int, options: SearchOptions) -> bool:
@@ -242,8 +275,8 @@ def _settled(finished: list[Hypothesis], best_alive: float, K: int, max_len: int
     needed = K if options.stop == "fast" else options.n_best
     if len(finished) < needed:
         return False
-    finished.sort(key=lambda h: -h.score)
+    finished.sort(key=lambda h: -h.search_score)
     del finished[K:]
     if options.stop == "fast":
         return best_alive <= min(h.log_prob for h in finished)
-    return options.score(best_alive, max_len + 1) <= finished[needed - 1].score
+    return options.search_score(best_alive, max_len + 1) <= finished[needed - 1].search_score

@@ -37,7 +37,7 @@ class Hypothesis:
 
     tokens: list[int]
     log_prob: float
-    score: float
+    search_score: float
     attention: torch.Tensor | None = None
 
 
@@ -69,7 +69,7 @@ class SearchOptions:
         shared = {f.name for f in fields(cls)} & {f.name for f in fields(decoding)}
         return cls(**{**{name: getattr(decoding, name) for name in shared}, **given})
 
-    def score(self, log_prob: float, length: int) -> float:
+    def search_score(self, log_prob: float, length: int) -> float:
         """The normalised score of a hypothesis of `length` tokens (EOS included)."""
         return log_prob / length_penalty(length, self.alpha, self.length_penalty)
 

@@ -64,7 +64,7 @@ def _hypothesis(
     attention (B, steps, S): cut to its T output steps and its own source length."""
     T = row.index(EOS) + 1
     a = attn[b, :T, : int(src_lengths[b])] if attn is not None else None
-    return Hypothesis(row[: T - 1], log_prob, options.score(log_prob, T), a)
+    return Hypothesis(row[: T - 1], log_prob, options.search_score(log_prob, T), a)
 
 
 @torch.inference_mode()

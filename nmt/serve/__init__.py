@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
+from nmt import submodules_on_use
 from nmt.errors import MissingDependency, NmtError
 
 if TYPE_CHECKING:
@@ -130,3 +131,6 @@ def serve(
         for sig, handler in old.items():
             signal.signal(sig, handler)
     return received[0] if received else None
+
+
+__getattr__ = submodules_on_use(__name__)  # `nmt.ROOM.MODULE` after `import nmt`

@@ -12,7 +12,7 @@ sentences already in a batch are dropped.
 
 With several workers (`--workers`) each decodes a batch of its own at the same time: the cores
 work on separate batches instead of splitting each small product of one batch between them
-(README, "nmt serve", for what it measured). A worker is a thread of this process with a search
+(docs/results.md, "Serving", for what it measured). A worker is a thread of this process with a search
 function: the translator's own, or a decoding process's (nmt.serve.workers: on the CPU, so that
 the workers' Python does not take turns at one GIL). A worker that finds others idle takes its
 share of the queue, not all of it: with 32 clients and 2 workers, batches of 16 side by side,
@@ -39,7 +39,7 @@ Search = Callable[..., list[list[Translation]]]
 class SearchKey:
     """What sentences must share to be searched in one batch."""
 
-    beam: int
+    beam_size: int
     alpha: float
 
 
@@ -240,7 +240,7 @@ class Batcher:
         attention = any(item.job.attention for item in items)
         start = time.perf_counter()
         try:
-            results = search(lines, key.beam, key.alpha, n_best=n_best, attention=attention)
+            results = search(lines, key.beam_size, key.alpha, n_best=n_best, attention=attention)
         except Exception as error:  # noqa: BLE001 - fail these requests, keep serving the others
             for job in {id(item.job): item.job for item in items}.values():
                 job.fail(error)

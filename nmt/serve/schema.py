@@ -28,7 +28,9 @@ from nmt.translate import Translation, Translator
 if TYPE_CHECKING:
     from nmt.serve import Limits
 
-FIELDS = ("src", "beam", "alpha", "n_best", "attention")
+#: the request's decoding fields: the JSON's name -> the decoding key whose rule checks the value
+DECODING_FIELDS = {"beam": "beam_size", "alpha": "alpha", "n_best": "n_best"}
+FIELDS = ("src", *DECODING_FIELDS, "attention")
 
 
 class RequestError(Exception):
@@ -88,9 +90,9 @@ def parse_request(data: Any, translator: Translator, limits: Limits) -> Translat
     if len(src) > max_sentences:
         raise RequestError(413, f"src: {len(src)} sentences, more than this server takes ({max_sentences})")
     _check_lines(src, translator, limits.max_pieces)
-    beam = _typed(data, "beam", (int,), "an integer >= 1")
-    alpha = _typed(data, "alpha", (int, float), "a number in [0, 10]")
-    n_best = _typed(data, "n_best", (int,), "an integer >= 1")
+    beam = _typed(data, "beam", (int,), "an integer")  # JSON's types here; their ranges: the config's
+    alpha = _typed(data, "alpha", (int, float), "a number")
+    n_best = _typed(data, "n_best", (int,), "an integer")
     attention = _typed(data, "attention", (bool,), "true or false")
     if beam is not None and beam > max_beam:
         raise RequestError(422, f"beam: at most {max_beam} on this server (nmt serve --max-beam), got {beam}")
@@ -100,8 +102,8 @@ def parse_request(data: Any, translator: Translator, limits: Limits) -> Translat
         decoding = translator.decoding(beam, alpha, n_best)
     except ConfigError as e:  # "decoding.beam_size: expected ..." in the request's words
         message = str(e).removeprefix("decoding.")
-        for key, name in (("beam_size", "beam"), ("alpha", "alpha"), ("n_best", "n_best")):
-            message = message.replace(key, name, 1) if message.startswith(key) else message
+        for name, key in DECODING_FIELDS.items():
+            message = name + message.removeprefix(key) if message.startswith(f"{key}:") else message
         raise RequestError(422, message) from None
     return TranslateRequest(src, decoding, bool(attention))
 
@@ -133,7 +135,7 @@ def _weights(t: Translation) -> list[list[float]]:
 
 
 def _hypothesis(t: Translation, attention: bool) -> dict:
-    out: dict[str, Any] = {"text": t.text, "score": t.score, "log_prob": t.log_prob, "tgt_pieces": t.tgt_pieces}
+    out: dict[str, Any] = {"text": t.text, "score": t.search_score, "log_prob": t.log_prob, "tgt_pieces": t.tgt_pieces}
     if attention:
         out["attention"] = _weights(t)
     return out

@@ -3,7 +3,7 @@
 Beam search spends about a third of its time in Python (bookkeeping between the matrix
 products). Decoding threads of one process take turns at the GIL for it, with each other and
 with the event loop that answers HTTP: on 2 cores, 2 threads decoding batches of 16 ran at 168
-sentences/s, 2 processes at 200 (README, "nmt serve"). So with several workers each one is a process:
+sentences/s, 2 processes at 200 (docs/results.md, "Serving"). So with several workers each one is a process:
 the server's thread for that worker sends it a batch through a pipe and waits (without the GIL)
 for the n-best lists.
 
@@ -27,11 +27,10 @@ from pathlib import Path
 import torch.multiprocessing as mp
 
 from nmt.errors import NmtError
+from nmt.rundir.contents import model_part
 from nmt.translate import Translator
 from nmt.translate.loading import from_states, load_states
 
-#: what a worker needs of a checkpoint state (the optimizer's is not sent)
-STATE_KEYS = ("format", "config", "tokenizers", "model")
 #: longest a worker may take to import torch and build its model
 START_SECONDS = 600
 
@@ -45,7 +44,7 @@ class WorkerProcess:
     `precision`, with `threads` torch threads. `search` has Translator.search's signature."""
 
     def __init__(self, states: list[tuple[str, Path, dict]], device: str, precision: str | None, threads: int):
-        self.states = [(given, ckpt, {k: state[k] for k in STATE_KEYS if k in state}) for given, ckpt, state in states]
+        self.states = [(given, ckpt, model_part(state)) for given, ckpt, state in states]  # no optimizer
         self.device, self.precision, self.threads = device, precision, threads
         self.process: mp.Process | None = None
         self.conn: Connection | None = None

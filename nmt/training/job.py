@@ -27,12 +27,14 @@ from nmt.data.tokenizer import Tokenizer, save_tokenizers
 from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency
 from nmt.evaluation.splits import evaluate_split
 from nmt.plots import learning_curves_png
+from nmt.rundir.contents import step_of
 from nmt.rundir.defaults import remember_run
 from nmt.rundir.layout import CONFIG, METRICS, checkpoint_path, hypotheses
-from nmt.rundir.log import Log
+from nmt.rundir.log import Log, tensorboard_missing
 from nmt.rundir.records import trim_metrics
 from nmt.rundir.rules import RunLock, check_new_run, clear_run, find_resumable, tidy_for_resume, writing
 from nmt.training import distributed
+from nmt.training.finetune import Parent, child_tokenizer_section, open_parent, parent_tokenizers, write_lineage
 from nmt.training.state import Progress
 from nmt.training.trainer import Trainer
 from nmt.translate import Translator
@@ -46,6 +48,7 @@ PATH_KEYS = (
     ("tokenizer", "model"),
     ("tokenizer", "src_model"),
     ("tokenizer", "tgt_model"),
+    ("training", "init_from"),
 )
 
 
@@ -72,7 +75,7 @@ RESUME_KEYS: dict[str, tuple[str, ...] | AllBut] = {
     "data": ("src_lang", "tgt_lang", "train", "generate", "max_src_length", "max_tgt_length"),
     "tokenizer": ALL,
     "model": AllBut("textbook"),
-    "training": ("batch_size", "batch_type", "optimizer", "precision"),
+    "training": ("batch_size", "batch_type", "optimizer", "precision", "freeze"),
 }
 
 # what a checkpoint's "progress" must hold to resume from it (older ones translate, but cannot resume)
@@ -95,7 +98,7 @@ def train(
     procs, joined = distributed.start()
     lock = RunLock()  # rank 0 holds it from _open_run to the end
     try:
-        cfg, state, notes = procs.on_main(_open_run, config, overrides, overwrite, resume, lock)
+        cfg, state, parent, notes = procs.on_main(_open_run, config, overrides, overwrite, resume, lock)
         run_dir = Path(cfg.run_dir)
         device = procs.device(runtime.resolve_device(cfg.device))
         if device.type == "cuda" and procs.distributed:
@@ -108,9 +111,11 @@ def train(
             runtime.configure(cfg.training.num_threads)
             # the other ranks receive the tokenizers, the dev split and the corpus's path: they map
             # the file rank 0 wrote (see nmt.training.distributed)
-            src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state)
+            src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state, parent)
             log.open()
-            trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs)
+            if cfg.training.tensorboard:
+                log.events(None if state is None else step_of(state))
+            trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs, parent)
             if state is not None:
                 trainer.restore(state)
                 log(
@@ -141,27 +146,34 @@ def _open_run(
     overwrite: bool,
     resume: bool,
     lock: RunLock,
-) -> tuple[Config, dict | None, list[str]]:
-    """The config, the state to resume from (None: a new run) and notes for the log. Everything
-    is checked before the run directory changes; a new run's directory is cleared later, by
-    _prepare_run, once its data and tokenizers are ready."""
+) -> tuple[Config, dict | None, Parent | None, list[str]]:
+    """The config, the state to resume from (None: a new run), a new fine-tuning run's parent
+    and notes for the log. Everything is checked before the run directory changes; a new run's
+    directory is cleared later, by _prepare_run, once its data and tokenizers are ready."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite: choose one")
     cfg = _read_config(config, overrides)
     runtime.check_precision(runtime.resolve_device(cfg.device), cfg.training.precision, "training.precision")
+    if cfg.training.tensorboard and (missing := tensorboard_missing()):
+        raise MissingDependency(missing)
     _check_data_files(cfg)
     run_dir = _make_run_dir(Path(cfg.run_dir))
     lock.acquire(run_dir)
     found = find_resumable(run_dir, RESUME_PROGRESS) if resume else None
     if found is None:
         _check_tokenizer_files(cfg)
+        parent, notes = open_parent(cfg) if cfg.training.init_from else (None, [])
+        if parent is not None:
+            cfg.tokenizer = child_tokenizer_section(cfg, parent.config.tokenizer)
         check_new_run(run_dir, overwrite)
-        return cfg, None, [f"nothing to resume in {run_dir}: starting a new run"] if resume else []
+        return cfg, None, parent, [f"nothing to resume in {run_dir}: starting a new run"] * resume + notes
     path, state, note = found
+    if cfg.training.init_from:  # a fine-tuned run resumes from its own checkpoint; its tokenizers are in it
+        cfg.tokenizer = child_tokenizer_section(cfg, _stored_config(state["config"], path).tokenizer)
     _check_same_training(cfg, state["config"], path)
     tidy_for_resume(run_dir, path, state)
-    trimmed = trim_metrics(run_dir / METRICS, state["progress"]["step"])
-    return cfg, state, [n for n in (note, trimmed) if n]
+    trimmed = trim_metrics(run_dir / METRICS, step_of(state))
+    return cfg, state, None, [n for n in (note, trimmed) if n]
 
 
 def _read_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...]) -> Config:
@@ -230,15 +242,20 @@ def _make_run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
+def _stored_config(stored: dict, path: Path) -> Config:
+    """A checkpoint's config as this nmt reads it, its paths absolute (an older run's are relative)."""
+    try:
+        return _absolute_paths(config_from_dict(stored))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its config is not valid in this nmt ({e}); start a new run") from None
+
+
 def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
     """Refuse to resume when `cfg` differs from the run's stored config on a RESUME_KEYS key.
 
     The stored config is read as this nmt reads a config (a key added since the run was
     written takes its default), so that runs of an older nmt stay resumable."""
-    try:
-        old = config_to_dict(_absolute_paths(config_from_dict(stored)))  # an older run's are relative
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: its config is not valid in this nmt ({e}); start a new run") from None
+    old = config_to_dict(_stored_config(stored, path))
     new = config_to_dict(cfg)
     for section, rule in RESUME_KEYS.items():
         a, b = (new, old) if not section else (new[section], old[section])
@@ -252,11 +269,16 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
                 )
 
 
-def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, Tokenizer, BinaryCorpus, Split | None]:
-    """Data and tokenizers (a resumed run's own), with the resolved config and the sentencepiece
-    models written into the run directory (a new run's, cleared of an earlier run's files first;
-    the training corpus, just checked or made, stays)."""
+def _prepare_run(
+    cfg: Config, log: Log, state: dict | None, parent: Parent | None = None
+) -> tuple[Tokenizer, Tokenizer, BinaryCorpus, Split | None]:
+    """Data and tokenizers (a resumed run's own; a fine-tuning run's parent's unless it remaps),
+    with the resolved config, the sentencepiece models and a fine-tuning run's lineage written
+    into the run directory (a new run's, cleared of an earlier run's files first; the training
+    corpus, just checked or made, stays)."""
     tokenizers = None if state is None else checkpoint_tokenizers(state)
+    if parent is not None and not cfg.tokenizer.remap:
+        tokenizers = parent_tokenizers(parent)
     src_tok, tgt_tok, corpus, dev = prepare_data(cfg, log, tokenizers)
     run_dir = Path(cfg.run_dir)
     if state is None:
@@ -264,6 +286,8 @@ def _prepare_run(cfg: Config, log: Log, state: dict | None) -> tuple[Tokenizer, 
     with writing(run_dir):
         save_config(cfg, run_dir / CONFIG)
         save_tokenizers(src_tok, tgt_tok, run_dir)
+        if parent is not None:
+            write_lineage(run_dir, parent)
     return src_tok, tgt_tok, corpus, dev
 
 
@@ -279,11 +303,11 @@ def prepare(
     encoding again. Returns the run directory."""
     lock = RunLock()
     try:
-        cfg, state, notes = _open_run(config, overrides, overwrite, resume, lock)
+        cfg, state, parent, notes = _open_run(config, overrides, overwrite, resume, lock)
         log = Log(Path(cfg.run_dir))
         for note in notes:
             log(note)
-        _prepare_run(cfg, log, state)
+        _prepare_run(cfg, log, state, parent)
         log(f"prepared {cfg.run_dir}: `nmt train` starts from its corpus")
     finally:
         lock.release()
@@ -298,21 +322,21 @@ def test_report(run_dir: Path, cfg: Config, log: Log) -> None:
     translator = Translator.load(run_dir)
     d = cfg.decoding
     t0 = time.time()
-    scores, src, refs, hyps = evaluate_split(translator, cfg.data.test, run_dir / hypotheses("test"))
+    metrics, src, refs, hyps = evaluate_split(translator, cfg.data.test, run_dir / hypotheses("test"))
     seconds = time.time() - t0
     log(
         f"test ({cfg.data.test}, beam {d.beam_size}, alpha {d.alpha:g}, {len(src)} sentences, "
-        f"{len(src) / seconds:.0f} sent/s): {scores.line()}"
+        f"{len(src) / seconds:.0f} sent/s): {metrics.line()}"
     )
-    log(f"    {scores.bleu_signature}")
+    log(f"    {metrics.bleu_signature}")
     for s, h, r in list(zip(src, hyps, refs))[: max(5, cfg.training.show_examples)]:
         log(f"    {s}  ->  {h}{'' if h.strip() == r.strip() else f'   (reference: {r})'}")
     log.record(
         kind="test",
-        bleu=scores.bleu,
-        chrf=scores.chrf,
-        accuracy=scores.accuracy,
-        signature=scores.bleu_signature,
+        bleu=metrics.bleu,
+        chrf=metrics.chrf,
+        accuracy=metrics.accuracy,
+        signature=metrics.bleu_signature,
         beam=d.beam_size,
         alpha=d.alpha,
     )

@@ -27,23 +27,29 @@ class Progress:
     batches_done: int = 0  # batches of the current epoch trained on, all ranks together
     last_valid: int = -1  # step of the last validation
     best_saved: float | None = None  # dev metric of checkpoints/best.pt
-    scores: dict[str, float] = field(default_factory=dict)  # step -> dev metric (higher is better) of its checkpoint
+    dev_metrics: dict[str, float] = field(default_factory=dict)  # str(step) -> its dev metric, higher is better
     started: float = field(default_factory=time.time)  # time.time() less the seconds trained so far
 
     def state_dict(self) -> dict:
-        """The checkpoint's "progress": the fields, `started` as "seconds" (time trained so far)."""
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        state["seconds"] = time.time() - state.pop("started")
+        """The checkpoint's "progress": the fields, by their SAVED_AS names; `started` as the
+        seconds trained so far."""
+        state = {SAVED_AS.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+        state["seconds"] = time.time() - self.started
         return state
 
     @classmethod
     def saved_keys(cls) -> frozenset[str]:
         """The keys of the checkpoint's "progress" dict: a run can resume from it when it has them all."""
-        return frozenset("seconds" if f.name == "started" else f.name for f in fields(cls))
+        return frozenset(SAVED_AS.get(f.name, f.name) for f in fields(cls))
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Progress:
         """The progress a checkpoint saved, its clock going on from the seconds trained."""
-        values = {f.name: state[f.name] for f in fields(cls) if f.name != "started"}
-        values["scores"] = dict(values["scores"])
+        values = {f.name: state[SAVED_AS.get(f.name, f.name)] for f in fields(cls) if f.name != "started"}
+        values["dev_metrics"] = dict(values["dev_metrics"])
         return cls(**values, started=time.time() - state["seconds"])
+
+
+#: the names fields are saved under in a checkpoint, where they differ (checkpoints written
+#: before the rename keep loading: nmt.rundir.contents reads "scores" as the dev metrics)
+SAVED_AS = {"started": "seconds", "dev_metrics": "scores"}

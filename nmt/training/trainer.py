@@ -24,12 +24,14 @@ from nmt.data.batching import BatchSampler, PairCorpus, sorted_batches
 from nmt.data.prepare import Split
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import DataError, Interrupted
-from nmt.evaluation.splits import corpus_metrics
+from nmt.evaluation.metrics import corpus_metrics
 from nmt.model import build_model
 from nmt.rundir.checkpoint import save_step
+from nmt.rundir.contents import model_contents, rank_random_states, training_contents
 from nmt.rundir.layout import checkpoint_path
 from nmt.rundir.log import Log
 from nmt.training.distributed import Processes
+from nmt.training.finetune import Parent, freeze, start_from
 from nmt.training.objective import TrainingLoss
 from nmt.training.schedule import LRSchedule
 from nmt.training.state import Progress
@@ -52,12 +54,19 @@ class Trainer:
         log: Log,
         device: torch.device,
         procs: Processes = Processes(),
+        parent: Parent | None = None,
     ):
         self.cfg, self.t, self.log, self.device, self.dev, self.procs = cfg, cfg.training, log, device, dev, procs
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.run_dir = Path(cfg.run_dir)
         self.sampler = BatchSampler(train, self.t.batch_size, self.t.batch_type == "tokens", cfg.seed)
-        self.model = build_model(cfg.model, len(src_tok), len(tgt_tok)).to(device)
+        self.model = build_model(cfg.model, len(src_tok), len(tgt_tok))
+        if parent is not None:  # fine-tuning: the parent's weights, and nothing else of its training
+            for note in start_from(self.model, parent, src_tok, tgt_tok, cfg.tokenizer.remap):
+                log(note)
+            log(f"fine-tuning from {parent.checkpoint} (step {parent.step}): a fresh optimizer, schedule and patience")
+        freeze(self.model, self.t.freeze)
+        self.model.to(device)
         self.loss = TrainingLoss(self.model, self.t.label_smoothing, self.t.precision)
         if procs.distributed:  # averages the gradients over the ranks during the backward pass
             self.loss = DistributedDataParallel(self.loss)  # (and gives every rank rank 0's weights)
@@ -132,8 +141,8 @@ class Trainer:
         t0, p = time.time(), self.progress
         loss = self.dev_loss()
         hyps = self.dev_translations()
-        scores = corpus_metrics(hyps, self.dev.tgt)
-        value = {"bleu": scores.bleu, "accuracy": scores.accuracy, "loss": loss}[self.t.valid_metric]
+        metrics = corpus_metrics(hyps, self.dev.tgt)
+        value = {"bleu": metrics.bleu, "accuracy": metrics.accuracy, "loss": loss}[self.t.valid_metric]
         sign = -1 if self.t.valid_metric == "loss" else 1
         improved = p.best is None or sign * value > sign * p.best
         new_best = p.best_saved is None or sign * value > sign * p.best_saved
@@ -142,7 +151,7 @@ class Trainer:
         if scheduled:
             p.best, p.bad_validations = (value, 0) if improved else (p.best, p.bad_validations + 1)
             self.schedule.validated(improved)
-        p.scores[str(p.step)] = sign * value  # higher is better
+        p.dev_metrics[str(p.step)] = sign * value  # higher is better
         self.save(best=new_best)
         self.log.record(
             kind="valid",
@@ -150,15 +159,15 @@ class Trainer:
             epoch=p.epoch,
             dev_loss=loss,
             dev_ppl=math.exp(min(loss, 50)),
-            dev_bleu=scores.bleu,
-            dev_chrf=scores.chrf,
-            dev_accuracy=scores.accuracy,
+            dev_bleu=metrics.bleu,
+            dev_chrf=metrics.chrf,
+            dev_accuracy=metrics.accuracy,
             best=new_best,
             seconds=time.time() - p.started,
         )
         self.log(
             f"valid step {p.step}: dev loss {loss:.3f}  ppl {math.exp(min(loss, 50)):.2f}  greedy "
-            f"{scores.line()}  ({time.time() - t0:.1f}s){'  *best*' if new_best else ''}"
+            f"{metrics.line()}  ({time.time() - t0:.1f}s){'  *best*' if new_best else ''}"
         )
         for src, hyp, ref in list(zip(self.dev.src, hyps, self.dev.tgt))[: self.t.show_examples]:
             self.log(f"    {src!r} -> {hyp!r} (ref {ref!r})")
@@ -176,21 +185,16 @@ class Trainer:
         self.procs.on_main(self._write_checkpoint, rng, best)
 
     def _write_checkpoint(self, rng: list[dict], best: bool) -> None:
-        tokenizers = {
-            "src": self.src_tok.model_proto,
-            "tgt": None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto,
-        }
-        state = {
-            "config": config_to_dict(self.cfg),
-            "tokenizers": tokenizers,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "progress": self.progress.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng[0]["cpu"],
-            "rng_ranks": rng,  # dropout's random numbers, of every rank
-        }
+        tgt_model = None if self.tgt_tok is self.src_tok else self.tgt_tok.model_proto
+        model = model_contents(config_to_dict(self.cfg), self.src_tok.model_proto, tgt_model, self.model.state_dict())
+        state = training_contents(
+            model,
+            optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(),
+            scaler=self.scaler.state_dict(),
+            progress=self.progress.state_dict(),
+            rng_ranks=rng,  # dropout's random numbers, of every rank
+        )
         save_step(state, self.run_dir, best, self.t.keep_last, self.t.keep_best)
 
     def _random_state(self) -> dict:
@@ -207,7 +211,7 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress.from_state_dict(state["progress"])
-        ranks = state.get("rng_ranks") or [{"cpu": state["rng"], "cuda": None}]
+        ranks = rank_random_states(state)
         if len(ranks) == self.procs.world_size:
             torch.set_rng_state(ranks[self.procs.rank]["cpu"])
             if ranks[self.procs.rank]["cuda"] is not None and self.device.type == "cuda":
@@ -261,7 +265,7 @@ class Trainer:
                 reason = self._train_epoch()
         if self.dev is None:
             self.save(best=True)
-        elif str(p.step) not in p.scores:  # not validated at this step (a scheduled one saved already)
+        elif str(p.step) not in p.dev_metrics:  # not validated at this step (a scheduled one saved already)
             self.validate(scheduled=False)
         self.log(f"stopped after {p.step} steps, {p.epoch} epochs, {(time.time() - p.started) / 60:.1f} min: {reason}")
 
@@ -309,9 +313,14 @@ class Trainer:
 
     def _validation_due(self) -> bool:
         """Whether this step's scheduled validation (every training.valid_every steps) is not done
-        yet (a validation puts the step's dev metric in progress.scores)."""
+        yet (a validation puts the step's dev metric in progress.dev_metrics)."""
         p = self.progress
-        return self.dev is not None and p.step > 0 and p.step % self.t.valid_every == 0 and str(p.step) not in p.scores
+        return (
+            self.dev is not None
+            and p.step > 0
+            and p.step % self.t.valid_every == 0
+            and str(p.step) not in p.dev_metrics
+        )
 
     def _stop_pending(self) -> bool:
         """Whether a stop signal reached any rank (then the scheduled validation waits for the

@@ -11,6 +11,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import CheckpointError, ConfigError
 from nmt.model import build_model
 from nmt.rundir.checkpoint import load_checkpoint, resolve_checkpoint
+from nmt.rundir.contents import tokenizer_models
 from nmt.rundir.defaults import latest_run, read_decoding_defaults
 from nmt.rundir.layout import DECODING, run_dir_of
 from nmt.runtime import check_precision, resolve_device
@@ -86,7 +87,8 @@ def with_stored_decoding(state: dict, run_dir: Path) -> dict:
 def checkpoint_tokenizers(state: dict) -> tuple[Tokenizer, Tokenizer]:
     """(source, target) sentencepiece tokenizers of a loaded checkpoint (one object if joint)."""
     try:
-        src = Tokenizer(state["tokenizers"]["src"])
-        return src, src if state["tokenizers"]["tgt"] is None else Tokenizer(state["tokenizers"]["tgt"])
+        src_model, tgt_model = tokenizer_models(state)
+        src = Tokenizer(src_model)
+        return src, src if tgt_model is None else Tokenizer(tgt_model)
     except (RuntimeError, TypeError, KeyError):
         raise CheckpointError("its sentencepiece models are missing or corrupt") from None

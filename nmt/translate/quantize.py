@@ -7,7 +7,7 @@ input activations on the fly, multiplies in int8 with fbgemm/oneDNN kernels and 
 activations, attention, the softmax and the search stay fp32; only the products of the chosen
 weight matrices are int8.
 
-Which layers (`int8_layers`): those where int8 was measured to be faster (README, "int8"): the
+Which layers (`int8_layers`): those where int8 was measured to be faster (docs/results.md): the
 output layer W_o (Hd x V, 256 x 8000 for the reference model: the largest product of every
 step), the decoder's products (W_hh, the input feeding's W_a, W_c's two halves; the
 `bahdanau` arrangement's W_x of the context), and the encoder's LSTMs (or GRUs). W_e stays

@@ -21,15 +21,21 @@ from nmt.errors import DataError
 
 @dataclass(frozen=True)
 class PairScore:
-    """log_prob: log P(target | source), EOS included; score: log_prob / lp(tokens); tokens: T."""
+    """log_prob: log P(target | source), EOS included; search_score: log_prob / lp(tokens), what
+    beam search ranks by; tokens: T."""
 
     log_prob: float
-    score: float
+    search_score: float
     tokens: int
+
+    @property
+    def score(self) -> float:
+        """search_score's name before nmt 0.2 (kept for code written then)."""
+        return self.search_score
 
     def line(self) -> str:
         """The output line: log-probability, normalised score, tokens, tab-separated."""
-        return f"{self.log_prob:.6f}\t{self.score:.6f}\t{self.tokens}"
+        return f"{self.log_prob:.6f}\t{self.search_score:.6f}\t{self.tokens}"
 
 
 def read_pairs(src_path: str | None, tgt_path: str | None, stdin_lines: list[str] | None) -> tuple[list, list]:
@@ -55,8 +61,8 @@ def score_pairs(translator, sources: list[str], targets: list[str], alpha: float
     """A PairScore for every pair, None where the source is blank. alpha: default decoding.alpha."""
     todo = [i for i, src in enumerate(sources) if src.strip()]
     ids = translator.tgt_tok.encode([targets[i] for i in todo]) if todo else []
-    scores = translator.score([sources[i] for i in todo], ids, alpha) if todo else []
+    forced = translator.score([sources[i] for i in todo], ids, alpha) if todo else []
     out: list[PairScore | None] = [None] * len(sources)
-    for i, tgt_ids, (log_prob, score) in zip(todo, ids, scores):
-        out[i] = PairScore(log_prob, score, len(tgt_ids) + 1)  # T counts EOS
+    for i, tgt_ids, (log_prob, search_score) in zip(todo, ids, forced):
+        out[i] = PairScore(log_prob, search_score, len(tgt_ids) + 1)  # T counts EOS
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import ConfigError
 from nmt.model.frozen import frozen
 from nmt.runtime import autocast
-from nmt.search import STRATEGIES, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
+from nmt.search import STRATEGIES, BeamStep, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
 
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
 #: (from a checkpoint or a config: anyone's) may have pieces that decode to them
@@ -43,19 +45,35 @@ def one_line(text: str) -> str:
 class Translation:
     """One output for one input line.
 
-    score: length-normalised log-probability (what beam search ranks by); log_prob: the sum.
+    search_score: length-normalised log-probability (what beam search ranks by); log_prob: the sum.
     src_pieces / tgt_pieces: subwords, each ending with "</s>"; attention: (T, S) weights,
     rows = tgt_pieces, columns = src_pieces (only when asked for); ids: the target subword ids
     (without EOS).
     """
 
     text: str  # one line: line breaks a model's pieces decode to are spaces (`one_line`)
-    score: float
+    search_score: float
     log_prob: float
     src_pieces: list[str]
     tgt_pieces: list[str]
     attention: torch.Tensor | None = None
     ids: list[int] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """search_score's name before nmt 0.2 (kept for code written then)."""
+        return self.search_score
+
+
+@dataclass
+class TraceStep:
+    """Beam search's step t for one line (`Translator.trace`): alive, the hypotheses that go on,
+    best first, as (target pieces so far, summed log-probability); finished, those that ended at
+    step t, as (pieces ending with "</s>", summed log-probability, search score)."""
+
+    t: int
+    alive: list[tuple[list[str], float]]
+    finished: list[tuple[list[str], float, float]]
 
 
 class Translator:
@@ -111,7 +129,7 @@ class Translator:
         """
         d = self.decoding(beam, alpha, n_best, no_unk)
         options = SearchOptions.of(d, attention=attention)
-        return self._decode(lines, "greedy" if d.beam_size == 1 else "beam", options)
+        return self._decode(lines, STRATEGIES["greedy" if d.beam_size == 1 else "beam"], options)
 
     def sample(
         self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
@@ -127,12 +145,31 @@ class Translator:
             raise ConfigError(error)
         d = self.cfg.decoding
         options = SearchOptions.of(d, beam_size=1, n_best=1, temperature=temperature, top_k=top_k)
-        return self._decode(lines, "sample", options, copies=n, seed=secrets.randbits(63) if seed is None else seed)
+        seed = secrets.randbits(63) if seed is None else seed
+        return self._decode(lines, STRATEGIES["sample"], options, copies=n, seed=seed)
+
+    def trace(self, line: str, beam: int | None = None, alpha: float | None = None) -> list[TraceStep]:
+        """Beam search on one line, step by step, as a lecture draws it: at each output step the
+        hypotheses that go on and those that ended (a blank line: no steps). The search is the
+        one `search` runs (beam 1 here is a beam of one, which greedy search equals)."""
+        d = self.decoding(beam, alpha)
+        steps: list[BeamStep] = []
+        search = functools.partial(STRATEGIES["beam"], on_step=steps.append)
+        self._decode([line], search, SearchOptions.of(d, n_best=1))
+        pieces = self.tgt_tok.pieces
+        return [
+            TraceStep(
+                s.t,
+                [(pieces(tokens), log_prob) for tokens, log_prob in s.alive],
+                [(pieces(h.tokens) + ["</s>"], h.log_prob, h.search_score) for h in s.finished],
+            )
+            for s in steps
+        ]
 
     def _decode(
-        self, lines: list[str], strategy: str, options: SearchOptions, copies: int = 1, seed: int | None = None
+        self, lines: list[str], strategy: Callable, options: SearchOptions, copies: int = 1, seed: int | None = None
     ) -> list[list[Translation]]:
-        """Every line's outputs by search strategy `strategy` (nmt.search.STRATEGIES), decoded
+        """Every line's outputs by search strategy `strategy` (of nmt.search.STRATEGIES), decoded
         `copies` times (sampling, with `seed`): copies x n_best translations per line, in order.
         Lines are batched by length; blank lines are not decoded and get empty translations."""
         d = self.cfg.decoding
@@ -148,7 +185,7 @@ class Translator:
                 options = dataclasses.replace(options, seeds=seeds)
             with self._autocast():
                 model = self._search_model([lines[todo[row // copies]] for row in batch.indices])
-                hyps = STRATEGIES[strategy](model, src, lengths, limit, options)
+                hyps = strategy(model, src, lengths, limit, options)
             for row, nbest in zip(batch.indices, hyps):
                 line = todo[row // copies]
                 outputs[line][row % copies] = [self._translation(ids[line], h) for h in nbest]
@@ -171,7 +208,7 @@ class Translator:
                 model = self._search_model([sources[i] for i in batch.indices])
                 log_probs = sequence_log_probs(model, b.src, b.src_lengths, b.tgt_in, b.tgt_out).tolist()
             for row, lp in zip(batch.indices, log_probs):
-                out[row] = (lp, options.score(lp, len(tgt_ids[row]) + 1))  # T counts EOS
+                out[row] = (lp, options.search_score(lp, len(tgt_ids[row]) + 1))  # T counts EOS
         return out
 
     def _search_model(self, texts: list[str]):
@@ -195,7 +232,7 @@ class Translator:
         eos = ["</s>"]
         return Translation(
             one_line(self.tgt_tok.decode(hyp.tokens)),
-            hyp.score,
+            hyp.search_score,
             hyp.log_prob,
             self.src_tok.pieces(src_ids) + eos,
             self.tgt_tok.pieces(hyp.tokens) + eos,
