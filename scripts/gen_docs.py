@@ -315,6 +315,8 @@ REQUEST = {
     "alpha": "length normalisation exponent",
     "n_best": "how many translations per sentence, best first (at most `beam`)",
     "attention": "add the attention weights to each translation",
+    "prefix": 'what each sentence\'s translations begin with, one string per sentence ("": none); a last word '
+    "without a space after it may be unfinished and is completed (as `nmt translate --prefix`)",
 }
 TRANSLATION = {
     "text": "the translation, one line",
@@ -466,7 +468,8 @@ def _request() -> list[list[str]]:
         k = decoding[key]
         limit = md(k.accepts) + ("; at most `--max-beam`" if field == "beam" else "")
         rows.append([code(field), type_name(k.type), f"the run's `decoding.{key}`", limit, REQUEST[field]])
-    return rows + [[code("attention"), "boolean", code("false"), " ", REQUEST["attention"]]]
+    rows.append([code("attention"), "boolean", code("false"), " ", REQUEST["attention"]])
+    return rows + [[code("prefix"), "list of strings", "none", "one per sentence of `src`", REQUEST["prefix"]]]
 
 
 def http_page() -> str:

@@ -489,6 +489,8 @@ def test_corrupt_checkpoint_pickle_opcodes(nmt_cli, tmp_path, one_line_error):
         (["translate", "--seed", "3"], "--seed: an option of sampling; add --sample"),
         (["translate", "--sample", "--beam", "5"], "--beam: an option of beam search; --sample draws instead"),
         (["translate", "--sample", "--trace"], "--trace: shows beam search's steps; not with --sample"),
+        (["translate", "--sample", "--prefix", "p.txt"], "--prefix: an option of search; not with --sample"),
+        (["translate", "--prefix", ""], "--prefix: expected a file name, got ''"),
         (["translate", "--alpha", "1e308"], "argument --alpha: expected a number in [0, 10], got 1e+308"),
         (["score", "--alpha", "inf"], "argument --alpha: expected a number in [0, 10], got inf"),
         (

@@ -151,6 +151,17 @@ def test_translate_gives_one_entry_per_line_in_order_as_the_python_api_does(serv
     assert blank["text"] == "" and blank["src_pieces"] == [] and blank["attention"] == []
 
 
+def test_prefixes_give_what_the_python_api_gives_beside_requests_without(server, translator):
+    prefixes = ["1979-0", "", "1991-03-1 "[:-1], "20"]
+    status, data = server.translate({"src": DATES[:4], "beam": 3, "n_best": 2, "prefix": prefixes})
+    assert status == 200, data
+    expected = translator.search(DATES[:4], beam=3, n_best=2, prefixes=prefixes)
+    assert [[h["text"] for h in e["n_best"]] for e in data["translations"]] == [[t.text for t in n] for n in expected]
+    assert all(h["text"].startswith(p) for e, p in zip(data["translations"], prefixes) for h in e["n_best"])
+    status, plain = server.translate({"src": DATES[:4], "beam": 3})
+    assert [e["text"] for e in plain["translations"]] == translator.translate(DATES[:4], beam=3)
+
+
 def test_defaults_come_from_the_run_and_attention_only_when_asked(server, translator):
     status, data = server.translate({"src": ["3 May 1979"]})
     assert status == 200
@@ -221,6 +232,9 @@ def test_health_info_metrics_and_the_page(server, translator, trained):
         (b'{"src": ["a"], "alpha": 1e300}', 422, "alpha: expected a number in [0, 10], got 1e+300"),
         (b'{"src": ["a"], "beam": 2, "n_best": 3}', 422, "n_best: expected at most the beam size (2), got 3"),
         (b'{"src": ["a"], "attention": 1}', 422, "attention: expected true or false, got 1"),
+        (b'{"src": ["a", "b"], "prefix": ["1979"]}', 422, "prefix: expected a list of 2 strings, one per sentence"),
+        (b'{"src": ["a"], "prefix": [3]}', 422, "prefix: expected a list of 1 strings, one per sentence of src"),
+        (b'{"src": ["a"], "prefix": ["\\ud800"]}', 422, "prefix[0]: not Unicode text (surrogates not allowed"),
         (json.dumps({"src": ["a"] * 9}).encode(), 413, "src: 9 sentences, more than this server takes (8)"),
         (
             json.dumps({"src": ["a" * 5000]}).encode(),
@@ -538,7 +552,7 @@ def _chromium() -> str:
     return path
 
 
-def test_the_page_translates_a_date_and_draws_its_attention(server, tmp_path):
+def test_the_page_translates_a_date_and_draws_its_attention(server, translator, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (test extra)")
     executable = _chromium()
     with playwright.sync_playwright() as p:
@@ -560,6 +574,13 @@ def test_the_page_translates_a_date_and_draws_its_attention(server, tmp_path):
             assert len(fills) > 3  # the weights differ, and so do the colours
             assert page.locator("#nbest-list li").count() >= 1
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            page.fill("#prefix", "1991-0\n\n1978")  # the translations begin as typed, a last word unfinished
+            page.click("#translate")
+            page.locator("#results .tgt", has_text="1978").wait_for(timeout=60_000)  # the new results are in
+            texts = page.locator("#results .tgt").all_inner_texts()
+            lines, prefixes = ["Tuesday, March 12 1991", "", "3 May 1979"], ["1991-0", "", "1978"]
+            assert texts == translator.translate(lines, prefixes=prefixes)
+            assert texts[2].startswith("1978")
         finally:
             browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000

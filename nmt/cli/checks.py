@@ -82,7 +82,7 @@ def _number(text: str) -> int | float | str:
 def bad_combination(args: argparse.Namespace) -> str | None:
     """A message for options out of range, empty file names, or options used together with what
     they exclude; or None."""
-    for option in ("input", "output", "target", "src", "ref", "plot", "plot_attention"):
+    for option in ("input", "output", "target", "src", "ref", "plot", "plot_attention", "prefix"):
         if getattr(args, option, None) == "":
             return f"--{option.replace('_', '-')}: expected a file name, got ''"
     if args.command == "translate":
@@ -110,6 +110,8 @@ def _bad_translate(args: argparse.Namespace) -> str | None:
         return "--plot-attention: draws the search's attention; not with --sample"
     if args.trace:
         return "--trace: shows beam search's steps; not with --sample"
+    if args.prefix is not None:
+        return "--prefix: an option of search; not with --sample"
     if args.temperature is not None:
         from nmt.translate import temperature_error
 

@@ -124,6 +124,12 @@ def _add_translate(sub) -> None:
     tr.add_argument("--seed", type=int, help="sampling: random seed (same seed, same samples)")
     tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
     tr.add_argument(
+        "--prefix",
+        metavar="FILE",
+        help="one target prefix per input line (empty: none): each output begins with it; a last word "
+        "without a space after it may be unfinished, and is completed",
+    )
+    tr.add_argument(
         "--trace",
         action="store_true",
         help="beam search step by step on stderr, per input line: the hypotheses kept and ended at each "

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from nmt.cli.streams import DRAWING_FAILURES, load_translator, note, read_input, reason, say
+from nmt.data.corpus import read_lines
+from nmt.errors import DataError
 from nmt.files import check_folder, check_output, write_lines
 
 #: an attention heatmap with more subwords than this on a side is not drawn: it would be a picture
@@ -19,16 +21,18 @@ def cmd_translate(args: argparse.Namespace) -> int:
     check_output(args.output)
     if args.plot_attention:
         check_folder(args.plot_attention)
+    prefixes = None if args.prefix is None else read_lines(args.prefix)
     translator = load_translator(args.model, args)
     lines = read_input(args.input)
+    if prefixes is not None and len(prefixes) != len(lines):
+        raise DataError(f"{args.prefix}: {len(prefixes)} prefixes for {len(lines)} input lines: expected one per line")
     n = args.n_best or translator.cfg.decoding.n_best
     if args.sample:
         temperature = 1.0 if args.temperature is None else args.temperature
         results = translator.sample(lines, n, temperature, args.top_k or 0, args.seed)
     else:
-        results = translator.search(
-            lines, args.beam, args.alpha, args.n_best, attention=bool(args.plot_attention), no_unk=args.no_unk
-        )
+        attention = bool(args.plot_attention)
+        results = translator.search(lines, args.beam, args.alpha, args.n_best, attention, args.no_unk, prefixes)
     if n > 1:
         out = [f"{i} ||| {t.text} ||| {t.search_score:.4f}" for i, nbest in enumerate(results) for t in nbest]
     else:

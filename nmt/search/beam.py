@@ -174,6 +174,9 @@ def _beam_step(
     log_probs = forbid_specials(log_probs, options.no_unk)
     if any(limit < t for limit in beams.limit):  # past its maximum length a sentence may only end
         log_probs = only_eos(log_probs, torch.tensor([limit < t for limit in beams.limit]).repeat_interleave(K))
+    if options.prefix_rule is not None:  # outputs that must begin with given text
+        sentences = [b for b in beams.active for _ in range(K)]
+        log_probs = options.prefix_rule.allowed(log_probs, sentences, beams.history)
     V = log_probs.size(-1)
     top_scores, top_ids = best_extensions(beams.scores, log_probs, min(2 * K, K * V))  # (n, 2K)
     top_beam, top_token = top_ids // V, top_ids % V

@@ -3,12 +3,14 @@ length penalty and the rules about special tokens; and forced decoding (`sequenc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
+from nmt.search.prefix import Prefix, PrefixRule
 
 
 class SearchModel(Protocol):
@@ -48,7 +50,8 @@ class SearchOptions:
     attention: return each output's weights; temperature, top_k and seeds (one per row of src:
     each row's own random stream, so that its samples do not depend on the other rows):
     sampling; stop: beam search's stopping rule, `exact` or `fast` (see `_settled`); no_unk:
-    never output the unknown token (sampling never draws it in any case)."""
+    never output the unknown token (sampling never draws it in any case); prefixes and pieces:
+    what each row's output must begin with (greedy and beam search, `prefix_rule`)."""
 
     beam_size: int = 1
     alpha: float = 0.0
@@ -60,6 +63,14 @@ class SearchOptions:
     seeds: tuple[int, ...] = ()
     stop: str = "exact"
     no_unk: bool = False
+    prefixes: tuple[Prefix, ...] = ()
+    pieces: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def prefix_rule(self) -> PrefixRule | None:
+        """The rule of `prefixes` (one per row of src: what each output must begin with, see
+        nmt.search.prefix) over the target vocabulary `pieces`; None when no row has one."""
+        return PrefixRule(self.prefixes, self.pieces) if any(self.prefixes) else None
 
     @classmethod
     def of(cls, decoding: Any, **given: Any) -> SearchOptions:

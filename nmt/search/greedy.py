@@ -34,6 +34,8 @@ def _token_by_token(
     for t in range(steps):
         log_probs, state, weights = model.step(prev, memory, state)
         log_probs = only_eos(forbid_specials(log_probs, options.no_unk), limit <= t)
+        if options.prefix_rule is not None:
+            log_probs = options.prefix_rule.allowed(log_probs, alive.tolist(), tokens[alive, :t].cpu())
         prev = choose(log_probs, alive)
         tokens[alive, t] = prev
         log_prob[alive] += log_probs.gather(1, prev.unsqueeze(1)).squeeze(1)

@@ -99,7 +99,8 @@ class Server:
             data = parse_json(await _read_body(request, self.limits.max_bytes, self.limits.read_timeout_s))
             req = parse_request(data, self.translator, self.limits)
             d = req.decoding
-            job = Job(req.src, SearchKey(d.beam_size, d.alpha), d.n_best, req.attention, asyncio.get_running_loop())
+            key, loop = SearchKey(d.beam_size, d.alpha), asyncio.get_running_loop()
+            job = Job(req.src, key, d.n_best, req.attention, loop, prefixes=req.prefix)
             self.batcher.submit(job)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody reads it

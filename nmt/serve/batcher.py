@@ -62,6 +62,7 @@ class Job:
     n_best: int
     attention: bool
     loop: asyncio.AbstractEventLoop
+    prefixes: list[str] | None = None  # one per line: what its translations begin with
     future: asyncio.Future = field(init=False)
     results: list[list[Translation] | None] = field(init=False)
     remaining: int = field(init=False)
@@ -238,9 +239,12 @@ class Batcher:
         lines = [item.job.lines[item.index] for item in items]
         n_best = max(item.job.n_best for item in items)
         attention = any(item.job.attention for item in items)
+        given = {}  # only requests with prefixes pass them: a search without them is today's
+        if any(item.job.prefixes for item in items):
+            given["prefixes"] = [item.job.prefixes[item.index] if item.job.prefixes else "" for item in items]
         start = time.perf_counter()
         try:
-            results = search(lines, key.beam_size, key.alpha, n_best=n_best, attention=attention)
+            results = search(lines, key.beam_size, key.alpha, n_best=n_best, attention=attention, **given)
         except Exception as error:  # noqa: BLE001 - fail these requests, keep serving the others
             for job in {id(item.job): item.job for item in items}.values():
                 job.fail(error)

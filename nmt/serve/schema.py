@@ -1,7 +1,9 @@
 """The JSON of POST /translate: the request checked field by field, and the response.
 
-Request: {"src": ["...", ...], "beam": 5, "alpha": 1.0, "n_best": 1, "attention": false};
-all but `src` optional (default: the run's decoding section). Response, one entry per input
+Request: {"src": ["...", ...], "beam": 5, "alpha": 1.0, "n_best": 1, "attention": false,
+"prefix": ["...", ...]}; all but `src` optional (default: the run's decoding section; `prefix`,
+one string per sentence, "" for none: what its translations begin with, as `nmt translate
+--prefix`). Response, one entry per input
 line, in order (a blank line gives an empty entry):
 
     {"translations": [{"text", "score", "log_prob", "src_pieces", "tgt_pieces",
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
 
 #: the request's decoding fields: the JSON's name -> the decoding key whose rule checks the value
 DECODING_FIELDS = {"beam": "beam_size", "alpha": "alpha", "n_best": "n_best"}
-FIELDS = ("src", *DECODING_FIELDS, "attention")
+FIELDS = ("src", *DECODING_FIELDS, "attention", "prefix")
 
 
 class RequestError(Exception):
@@ -46,6 +48,7 @@ class TranslateRequest:
     src: list[str]
     decoding: DecodingConfig  # beam_size, alpha and n_best of this request, checked
     attention: bool
+    prefix: list[str] | None = None  # one per line of src
 
 
 def _no_constant(name: str) -> float:
@@ -105,7 +108,18 @@ def parse_request(data: Any, translator: Translator, limits: Limits) -> Translat
         for name, key in DECODING_FIELDS.items():
             message = name + message.removeprefix(key) if message.startswith(f"{key}:") else message
         raise RequestError(422, message) from None
-    return TranslateRequest(src, decoding, bool(attention))
+    return TranslateRequest(src, decoding, bool(attention), _prefixes(data, src))
+
+
+def _prefixes(data: dict, src: list[str]) -> list[str] | None:
+    """The request's `prefix` list: strings, one per sentence of src (422 otherwise)."""
+    prefix = data.get("prefix")
+    if prefix is None:
+        return None
+    if not isinstance(prefix, list) or not all(isinstance(p, str) for p in prefix) or len(prefix) != len(src):
+        raise RequestError(422, f"prefix: expected a list of {len(src)} strings, one per sentence of src")
+    _check_lines(prefix, None, 0, "prefix")
+    return prefix
 
 
 def _as_float(number: int | float) -> float:
@@ -116,15 +130,15 @@ def _as_float(number: int | float) -> float:
         return math.inf
 
 
-def _check_lines(src: list[str], translator: Translator, max_pieces: int) -> None:
+def _check_lines(src: list[str], translator: Translator | None, max_pieces: int, name: str = "src") -> None:
     """422 for a line that is not Unicode text (a lone surrogate such as "\\ud800", which JSON
-    allows and UTF-8 does not), 413 for one longer than max_pieces subwords."""
+    allows and UTF-8 does not), 413 for one longer than max_pieces subwords (with a translator)."""
     for i, line in enumerate(src):
         try:
             line.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise RequestError(422, f"src[{i}]: not Unicode text ({e.reason} at character {e.start})") from None
-    for i, ids in enumerate(translator.src_tok.encode(src)):
+            raise RequestError(422, f"{name}[{i}]: not Unicode text ({e.reason} at character {e.start})") from None
+    for i, ids in enumerate(translator.src_tok.encode(src) if translator is not None else ()):
         if len(ids) > max_pieces:
             message = f"src[{i}]: {len(ids)} subwords, more than this server takes in a line ({max_pieces})"
             raise RequestError(413, message)

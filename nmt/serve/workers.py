@@ -70,7 +70,15 @@ class WorkerProcess:
         if status != "ready":
             raise NmtError(f"a decoding worker could not start: {value}")
 
-    def search(self, lines: list[str], beam: int, alpha: float, n_best: int = 1, attention: bool = False):
+    def search(
+        self,
+        lines: list[str],
+        beam: int,
+        alpha: float,
+        n_best: int = 1,
+        attention: bool = False,
+        prefixes: list[str] | None = None,
+    ):
         """The n-best lists of `lines`, decoded by the process (started again first if it died)."""
         with self.lock:
             if not self.process.is_alive():
@@ -78,7 +86,7 @@ class WorkerProcess:
                 self.start()
                 self.ready(timeout=START_SECONDS)
             try:
-                self.conn.send_bytes(pickle.dumps((lines, beam, alpha, n_best, attention)))
+                self.conn.send_bytes(pickle.dumps((lines, beam, alpha, n_best, attention, prefixes)))
                 status, value = pickle.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
                 code = self._exit_code()
@@ -128,9 +136,9 @@ def _work(conn: Connection, states: list, device: str, precision: str | None, th
             return  # the server is gone
         if request is None:
             return
-        lines, beam, alpha, n_best, attention = request
+        lines, beam, alpha, n_best, attention, prefixes = request
         try:
-            reply = ("ok", translator.search(lines, beam, alpha, n_best=n_best, attention=attention))
+            reply = ("ok", translator.search(lines, beam, alpha, n_best=n_best, attention=attention, prefixes=prefixes))
         except Exception as e:  # noqa: BLE001 - fails this batch's requests, not the worker
             reply = ("error", f"{type(e).__name__}: {e}")
         conn.send_bytes(pickle.dumps(reply))

@@ -15,10 +15,11 @@ from torch import nn
 from nmt.config import Config, DecodingConfig, replace_checked
 from nmt.data.batching import sorted_batches
 from nmt.data.tokenizer import Tokenizer
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, DataError
 from nmt.model.frozen import frozen
 from nmt.runtime import autocast
 from nmt.search import STRATEGIES, BeamStep, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
+from nmt.search.prefix import WORD_START, Prefix, split_prefix
 
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
 #: (from a checkpoint or a config: anyone's) may have pieces that decode to them
@@ -122,14 +123,32 @@ class Translator:
         n_best: int | None = None,
         attention: bool = False,
         no_unk: bool | None = None,
+        prefixes: list[str] | None = None,
     ) -> list[list[Translation]]:
         """The n_best translations of every line, best first. None means the config's default.
 
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
+        `prefixes`: one per line, the text its outputs must begin with ("" for none; a last word
+        not followed by a space may be unfinished: the output completes it, nmt.search.prefix).
         """
         d = self.decoding(beam, alpha, n_best, no_unk)
         options = SearchOptions.of(d, attention=attention)
-        return self._decode(lines, STRATEGIES["greedy" if d.beam_size == 1 else "beam"], options)
+        if prefixes is not None and len(prefixes) != len(lines):
+            raise DataError(f"{len(prefixes)} prefixes for {len(lines)} lines: expected one per line")
+        starts = None if prefixes is None else [self.prefix(text) for text in prefixes]
+        return self._decode(lines, STRATEGIES["greedy" if d.beam_size == 1 else "beam"], options, starts=starts)
+
+    def prefix(self, text: str) -> Prefix:
+        """The Prefix of a target text: its complete words' pieces, then its last word's characters;
+        after a final space, a new word (nmt.search.prefix)."""
+        complete, typed = split_prefix(text)
+        tokens = tuple(self.tgt_tok.encode([complete])[0]) if complete.strip() else ()
+        return Prefix(tokens, WORD_START + typed if typed else "", new_word=bool(tokens) and not typed)
+
+    @functools.cached_property
+    def target_pieces(self) -> tuple[str, ...]:
+        """The piece string of every target id."""
+        return tuple(self.tgt_tok.pieces(list(range(len(self.tgt_tok)))))
 
     def sample(
         self, lines: list[str], n: int = 1, temperature: float = 1.0, top_k: int = 0, seed: int | None = None
@@ -167,11 +186,18 @@ class Translator:
         ]
 
     def _decode(
-        self, lines: list[str], strategy: Callable, options: SearchOptions, copies: int = 1, seed: int | None = None
+        self,
+        lines: list[str],
+        strategy: Callable,
+        options: SearchOptions,
+        copies: int = 1,
+        seed: int | None = None,
+        starts: list[Prefix] | None = None,
     ) -> list[list[Translation]]:
         """Every line's outputs by search strategy `strategy` (of nmt.search.STRATEGIES), decoded
-        `copies` times (sampling, with `seed`): copies x n_best translations per line, in order.
-        Lines are batched by length; blank lines are not decoded and get empty translations."""
+        `copies` times (sampling, with `seed`): copies x n_best translations per line, in order;
+        `starts`: a Prefix per line. Lines are batched by length; blank lines are not decoded and
+        get empty translations."""
         d = self.cfg.decoding
         ids = self.src_tok.encode(list(lines))
         empty = [Translation("", 0.0, 0.0, [], [])] * (copies * options.n_best)
@@ -183,6 +209,10 @@ class Translator:
             if seed is not None:  # each row its own stream: (seed, line, copy)
                 seeds = tuple(sample_seed(seed, todo[row // copies], row % copies) for row in batch.indices)
                 options = dataclasses.replace(options, seeds=seeds)
+            if starts is not None:  # what each row's output begins with; the length limit counts it
+                rows = tuple(starts[todo[row // copies]] for row in batch.indices)
+                options = dataclasses.replace(options, prefixes=rows, pieces=self.target_pieces)
+                limit = torch.maximum(limit, torch.tensor([len(p) for p in rows]))
             with self._autocast():
                 model = self._search_model([lines[todo[row // copies]] for row in batch.indices])
                 hyps = strategy(model, src, lengths, limit, options)
@@ -246,6 +276,8 @@ class Translator:
         limit = self.cfg.data.max_src_length
         return [(i, len(ids)) for i, ids in enumerate(self.src_tok.encode(lines)) if len(ids) > limit]
 
-    def translate(self, lines: list[str], beam: int | None = None, alpha: float | None = None) -> list[str]:
-        """The best translation of every line, as text."""
-        return [nbest[0].text for nbest in self.search(lines, beam, alpha, n_best=1)]
+    def translate(
+        self, lines: list[str], beam: int | None = None, alpha: float | None = None, prefixes: list[str] | None = None
+    ) -> list[str]:
+        """The best translation of every line, as text (beginning with its prefix, if given)."""
+        return [nbest[0].text for nbest in self.search(lines, beam, alpha, n_best=1, prefixes=prefixes)]

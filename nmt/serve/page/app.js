@@ -46,6 +46,8 @@ async function translate() {
   const beam = parseInt($("beam").value, 10) || 1;
   const body = { src: lines, beam: beam, alpha: parseFloat($("alpha").value) || 0, attention: true,
                  n_best: Math.min(beam, parseInt($("nbest").value, 10) || 1) };
+  const typed = $("prefix").value.split("\n");  // one prefix per sentence; none for the lines without
+  if (typed.some((p) => p !== "")) body.prefix = lines.map((_, i) => typed[i] || "");
   $("translate").disabled = true;
   status("translating…");
   try {
