@@ -40,20 +40,28 @@ def next_word_accuracy(tr, sources: list[str], refs: list[list[str]], k: int, mi
     return right / len(rows), begins / len(rows), speed, len(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_and_test_set(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, nmt.Translator, list, list]:
+    """What the benchmarks of steered search share (this one, bench_constraints.py): the
+    arguments RUN, --src, --ref, --beam, --lines added to `parser` and parsed; the model loaded;
+    the first --lines sources and references."""
     parser.add_argument("run", help="run directory or checkpoint")
     parser.add_argument("--src", required=True)
     parser.add_argument("--ref", required=True)
     parser.add_argument("--beam", type=int, default=5)
-    parser.add_argument("--max-k", type=int, default=5)
     parser.add_argument("--lines", type=int, default=0, help="only the first N sentences (0: all)")
     args = parser.parse_args()
     nmt.runtime.configure()
-    tr = nmt.Translator.load(args.run)
-    sources, refs = read_lines(args.src), [line.split() for line in read_lines(args.ref)]
+    sources, refs = read_lines(args.src), read_lines(args.ref)
     if args.lines:
         sources, refs = sources[: args.lines], refs[: args.lines]
+    return args, nmt.Translator.load(args.run), sources, refs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-k", type=int, default=5)
+    args, tr, sources, refs = model_and_test_set(parser)
+    refs = [line.split() for line in refs]
     print(f"beam {args.beam}, {len(sources)} sentences of {args.src}")
     print("| k words given | next word right | begins with prefix | mid-word: word completed right | begins | sent/s |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -315,8 +315,12 @@ REQUEST = {
     "alpha": "length normalisation exponent",
     "n_best": "how many translations per sentence, best first (at most `beam`)",
     "attention": "add the attention weights to each translation",
+    "align": "true: add each translation's `alignment` (word links from attention, as `nmt translate --align`); "
+    '"pieces": links between subwords',
     "prefix": 'what each sentence\'s translations begin with, one string per sentence ("": none); a last word '
     "without a space after it may be unfinished and is completed (as `nmt translate --prefix`)",
+    "constraints": "phrases each sentence's translations must contain, a list per sentence (`[]`: none), as "
+    "`nmt translate --constraints`; a phrase the target vocabulary cannot spell is a 422",
 }
 TRANSLATION = {
     "text": "the translation, one line",
@@ -326,7 +330,12 @@ TRANSLATION = {
     "tgt_pieces": 'the subwords of the translation, the last `"</s>"`',
     "attention": "only when asked for: one row per target subword, one column per source subword, "
     "weights rounded to 4 decimals",
-    "n_best": "the `n_best` translations, best first, each with text, score, log_prob, tgt_pieces (and attention)",
+    "alignment": "only with `align`: [source, target] index pairs, 0-based, one per target word (or subword), "
+    "EOS dropped",
+    "unmet_constraints": "only with `constraints`: the phrases the translation lacks (the search reached the "
+    "length limit without them); empty when it has them all",
+    "n_best": "the `n_best` translations, best first, each with text, score, log_prob, tgt_pieces (and attention, "
+    "alignment, unmet_constraints)",
 }
 RESPONSE = {
     "translations": "one entry per sentence of `src`, in order: [below](#a-translation)",
@@ -338,6 +347,8 @@ RESPONSE = {
 STATUS = {
     200: "the answer",
     400: "the body is not JSON, not UTF-8, or holds NaN or Infinity",
+    401: "the server has a token (`--token-file`) and the request's `Authorization: Bearer TOKEN` header "
+    "is missing or holds another (with `WWW-Authenticate: Bearer`)",
     404: "no such path",
     405: "a path without that method (`GET /translate`)",
     408: "the body did not all arrive within `--read-timeout-s` seconds",
@@ -424,7 +435,7 @@ def _example() -> str:
 
     best = Translation("1979-05-03", -0.0123, -0.0492, ["▁3", "▁May", "▁1979", "</s>"], ["▁1979", "-05", "-03", "</s>"])
     entry = translation_json([best], attention=False)
-    _check("a translation's fields", translation_json([best], attention=True), TRANSLATION)
+    _check("a translation's fields", translation_json([best], True, "words", constrained=True), TRANSLATION)
     body = {"translations": [entry], "model": "dates", "elapsed_ms": 12.5, "notes": []}
     _check("the response's fields", _keys(_method_dict("translate")), RESPONSE)
     return _json(body)
@@ -469,7 +480,10 @@ def _request() -> list[list[str]]:
         limit = md(k.accepts) + ("; at most `--max-beam`" if field == "beam" else "")
         rows.append([code(field), type_name(k.type), f"the run's `decoding.{key}`", limit, REQUEST[field]])
     rows.append([code("attention"), "boolean", code("false"), " ", REQUEST["attention"]])
-    return rows + [[code("prefix"), "list of strings", "none", "one per sentence of `src`", REQUEST["prefix"]]]
+    rows.append([code("align"), 'boolean or `"pieces"`', code("false"), " ", REQUEST["align"]])
+    rows.append([code("prefix"), "list of strings", "none", "one per sentence of `src`", REQUEST["prefix"]])
+    lists = "one per sentence of `src`"
+    return rows + [[code("constraints"), "list of lists of strings", "none", lists, REQUEST["constraints"]]]
 
 
 def http_page() -> str:
@@ -485,8 +499,11 @@ def http_page() -> str:
         "# HTTP API of `nmt serve`\n",
         f"`nmt serve -m RUN_DIR` answers on http://{host}:{port}/ (`--host`, `--port`: see the "
         "[CLI reference](cli.md#nmt-serve)). Requests and answers are JSON in UTF-8; errors are "
-        '`{"error": "one line"}` with the status codes below. The server has no authentication of its '
-        "own: to offer it beyond this machine, put it behind a proxy that has one.\n",
+        '`{"error": "one line"}` with the status codes below. Started with `--token-file FILE` (or '
+        "`NMT_SERVE_TOKEN` in its environment), the server wants `Authorization: Bearer TOKEN` on every "
+        "path but `/health`, the page and its files; the page asks for the token once per tab. For "
+        "TLS, users and rate limits, put it behind a proxy "
+        "([serving](../serving.md#who-may-use-it-a-token-or-a-reverse-proxy)).\n",
         "## Endpoints\n",
         table(["Method", "Path", "Answer"], [[m, code(shown), ROUTES[p]] for m, p, shown in routes()]),
         "## POST /translate\n",

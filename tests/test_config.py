@@ -574,6 +574,17 @@ def test_tie_embeddings_needs_emb_equal_to_decoder_size():
     config_from_dict({"model": {"tie_embeddings": False, "emb_size": 64, "dec_hidden_size": 128}})
 
 
+def test_tie_source_embeddings_needs_target_tying_and_a_joint_vocabulary():
+    for raw, missing in (
+        ({"model": {"tie_source_embeddings": True}}, "model.tie_embeddings: true"),
+        ({"model": {"tie_source_embeddings": True, "tie_embeddings": True}, "tokenizer": {"joint": False}}, "joint"),
+    ):
+        message = config_error(raw)
+        assert message.startswith("model.tie_source_embeddings: needs ") and missing in message, message
+    cfg = config_from_dict({"model": {"tie_source_embeddings": True, "tie_embeddings": True}})
+    assert cfg.model.tie_source_embeddings and cfg.tokenizer.joint
+
+
 @pytest.mark.parametrize(
     "tok,key",
     [

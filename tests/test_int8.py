@@ -100,6 +100,25 @@ def test_every_decoder_arrangement_decodes_in_int8(tmp_path, decoder, textbook, 
     assert torch.allclose(log_probs, expected, atol=0.05)
 
 
+@pytest.mark.parametrize(
+    "ties",
+    [
+        ["model.tie_embeddings=true"],
+        ["model.tie_embeddings=true", "model.tie_source_embeddings=true", "tokenizer.joint=true"],
+    ],
+)
+def test_tied_embeddings_decode_in_int8_and_stay_tied_in_fp32(tmp_path, ties):
+    cfg = config_from_dict(config_to_dict(tiny_dates_config(tmp_path, "run")), ties)
+    model = build_model(cfg.model, 20, 20).eval()
+    int8 = quantize_int8(model, CPU)
+    assert model.output.weight is model.tgt_embed.weight  # the fp32 model keeps its ties
+    src, lengths = torch.tensor([[5, 6, 7, 3], [5, 6, 3, 0]]), torch.tensor([4, 3])
+    with torch.inference_mode():
+        log_probs = int8.step(torch.full((2,), BOS), *int8.encode(src, lengths))[0]
+        expected = model.step(torch.full((2,), BOS), *model.encode(src, lengths))[0]
+    assert torch.allclose(log_probs, expected, atol=0.05)
+
+
 def test_cli_and_refusals(run, tmp_path, capsys):
     out = tmp_path / "out.txt"
     src = tmp_path / "in.txt"

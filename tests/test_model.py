@@ -342,6 +342,14 @@ def test_tie_embeddings_shares_the_weight_tensor():
     torch.testing.assert_close(fresh.output.weight, model.tgt_embed.weight, atol=0, rtol=0)
     untied = tiny_model(7)
     assert untied.output.weight is not untied.tgt_embed.weight
+    three = tiny_model(7, tie_embeddings=True, tie_source_embeddings=True)
+    assert three.src_embed.weight is three.tgt_embed.weight is three.output.weight
+    fresh = tiny_model(9, tie_embeddings=True, tie_source_embeddings=True)
+    fresh.load_state_dict(three.state_dict())
+    assert fresh.src_embed.weight is fresh.output.weight
+    torch.testing.assert_close(
+        fresh(batch.src, batch.src_lengths, batch.tgt_in), three(batch.src, batch.src_lengths, batch.tgt_in)
+    )
 
 
 # --- gradients ---------------------------------------------------------------------------------
@@ -476,3 +484,30 @@ def test_additive_attention_keeps_its_weights_in_half_precision(dtype):
             _, got = att(query, att.keys(enc_out), enc_out, mask)
     assert float(att.v.weight.detach().sum()) > 90
     assert (got.double() - want).abs().max() < 3e-3
+
+
+def test_word_dropout_zeroes_whole_tokens_in_training_only_and_draws_nothing_when_off():
+    """Each (sentence, position) loses its whole embedding vector with probability p, the rest
+    scaled by 1 / (1 - p); evaluation is untouched; p = 0 draws no random number (runs without
+    it stay bit-identical)."""
+    from nmt.model.seq2seq import WordDropout
+
+    embedded = torch.randn(64, 50, 8) + 5.0  # no element is zero by chance
+    drop = WordDropout(0.25).train()
+    out = drop(embedded)
+    zeroed = (out == 0).all(dim=-1)
+    assert ((out == 0).any(dim=-1) == zeroed).all()  # whole vectors, never parts of one
+    assert 0.2 < zeroed.float().mean() < 0.3
+    torch.testing.assert_close(out[~zeroed], embedded[~zeroed] / 0.75)
+    assert torch.equal(drop.eval()(embedded), embedded)
+    state = torch.random.get_rng_state()
+    assert torch.equal(WordDropout(0.0).train()(embedded), embedded)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    model = tiny_model(3, word_dropout=0.5).train()
+    batch = make_batch(SRC, None, list(range(len(SRC))))
+    tgt_in = torch.full((len(SRC), 4), BOS)
+    torch.manual_seed(0)
+    first = model.features(batch.src, batch.src_lengths, tgt_in)
+    torch.manual_seed(0)
+    assert torch.equal(model.features(batch.src, batch.src_lengths, tgt_in), first)  # the seed decides
+    assert not torch.equal(model.features(batch.src, batch.src_lengths, tgt_in), first)  # and it does drop

@@ -46,12 +46,20 @@ def assert_same_training_state(a: dict, b: dict) -> None:
         assert a["progress"][key] == b["progress"][key], key
 
 
-def test_n_steps_then_resume_then_n_steps_equals_2n_steps(tmp_path):
-    """Bitwise, on CPU: the stop falls inside an epoch (dropout on, a plateau schedule)."""
-    whole = last(nmt.train(tiny_config(tmp_path, "whole", max_steps=14)))
-    first = nmt.train(tiny_config(tmp_path, "parts", max_steps=7))
+@pytest.mark.parametrize("word_dropout", [0.0, 0.2])
+def test_n_steps_then_resume_then_n_steps_equals_2n_steps(tmp_path, word_dropout):
+    """Bitwise, on CPU: the stop falls inside an epoch (dropout on, a plateau schedule; whole
+    words dropped too, or not)."""
+
+    def config(run: str, steps: int) -> Config:
+        cfg = tiny_config(tmp_path, run, max_steps=steps)
+        cfg.model.word_dropout = word_dropout
+        return cfg
+
+    whole = last(nmt.train(config("whole", 14)))
+    first = nmt.train(config("parts", 7))
     assert last(first)["progress"]["batches_done"] > 0  # stopped within an epoch
-    resumed = nmt.train(tiny_config(tmp_path, "parts", max_steps=14), resume=True)
+    resumed = nmt.train(config("parts", 14), resume=True)
     assert whole["progress"]["step"] == 14
     assert_same_training_state(whole, last(resumed))
     log = (resumed / "train.log").read_text()

@@ -22,6 +22,7 @@ import pytest
 from conftest import REPO_ROOT, check_one_line_error
 
 from nmt.translate import Translator
+from nmt.translate.alignment import piece_alignment, word_alignment
 
 pytest.importorskip("uvicorn", reason="nmt serve needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("starlette", reason="nmt serve needs the serve extra: pip install -e '.[serve]'")
@@ -39,7 +40,7 @@ SLOW = {"src": [LONG] * 3, "beam": 32, "n_best": 32}
 class Server:
     """`nmt serve -m RUN --port 0 OPTIONS` in a subprocess; its address read from its first line."""
 
-    def __init__(self, run: Path, *options: str, new_session: bool = False):
+    def __init__(self, run: Path, *options: str, new_session: bool = False, env: dict | None = None):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nmt", "serve", "-m", str(run), "--port", "0", *options],
             stdout=subprocess.DEVNULL,
@@ -47,17 +48,25 @@ class Server:
             text=True,
             cwd=REPO_ROOT,
             start_new_session=new_session,  # a process group of its own, as a terminal's job is
+            env=None if env is None else {**os.environ, **env},
         )
         line = self._first_line(timeout=120)
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        found = re.search(r"http://[^/]+:(\d+)/", line)
         if not found:
             self.stop()
             pytest.fail(f"nmt serve did not start: {line!r}")
         self.port = int(found.group(1))
 
     def _first_line(self, timeout: float) -> str:
-        ready, _, _ = select.select([self.process.stderr], [], [], timeout)
-        return self.process.stderr.readline() if ready else ""
+        """Read byte by byte from the pipe, so that nothing after the line is buffered here and
+        lost to stop()'s communicate()."""
+        line, fd, deadline = b"", self.process.stderr.fileno(), time.monotonic() + timeout
+        while not line.endswith(b"\n") and select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+        return line.decode("utf-8", "replace")
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         """(status, headers, body) of one request on a connection of its own."""
@@ -151,6 +160,17 @@ def test_translate_gives_one_entry_per_line_in_order_as_the_python_api_does(serv
     assert blank["text"] == "" and blank["src_pieces"] == [] and blank["attention"] == []
 
 
+@pytest.mark.parametrize("align", [True, "pieces"])
+def test_align_adds_the_links_nmt_translate_align_prints(server, translator, align):
+    status, data = server.translate({"src": DATES, "beam": 3, "n_best": 2, "align": align})
+    assert status == 200, data
+    links = word_alignment if align is True else piece_alignment
+    for entry, nbest in zip(data["translations"], translator.search(DATES, beam=3, n_best=2, attention=True)):
+        expected = [[list(link) for link in links(t.src_pieces, t.tgt_pieces, t.attention)] for t in nbest]
+        assert [h["alignment"] for h in entry["n_best"]] == expected and entry["alignment"] == expected[0]
+        assert "attention" not in entry  # not asked for
+
+
 def test_prefixes_give_what_the_python_api_gives_beside_requests_without(server, translator):
     prefixes = ["1979-0", "", "1991-03-1 "[:-1], "20"]
     status, data = server.translate({"src": DATES[:4], "beam": 3, "n_best": 2, "prefix": prefixes})
@@ -160,6 +180,19 @@ def test_prefixes_give_what_the_python_api_gives_beside_requests_without(server,
     assert all(h["text"].startswith(p) for e, p in zip(data["translations"], prefixes) for h in e["n_best"])
     status, plain = server.translate({"src": DATES[:4], "beam": 3})
     assert [e["text"] for e in plain["translations"]] == translator.translate(DATES[:4], beam=3)
+
+
+def test_constraints_give_what_the_python_api_gives_beside_requests_without(server, translator):
+    constraints = [["1985"], [], ["-12", "1991"], ["2000"]]
+    status, data = server.translate({"src": DATES[:4], "beam": 3, "n_best": 2, "constraints": constraints})
+    assert status == 200, data
+    expected = translator.search(DATES[:4], beam=3, n_best=2, constraints=constraints)
+    got = [[(h["text"], h["unmet_constraints"]) for h in e["n_best"]] for e in data["translations"]]
+    assert got == [[(t.text, t.unmet_constraints) for t in n] for n in expected]
+    assert all(p in e["text"] for e, phrases in zip(data["translations"], constraints) for p in phrases)
+    status, plain = server.translate({"src": DATES[:4], "beam": 3})
+    assert [e["text"] for e in plain["translations"]] == translator.translate(DATES[:4], beam=3)
+    assert "unmet_constraints" not in plain["translations"][0]
 
 
 def test_defaults_come_from_the_run_and_attention_only_when_asked(server, translator):
@@ -233,7 +266,14 @@ def test_health_info_metrics_and_the_page(server, translator, trained):
         (b'{"src": ["a"], "beam": 2, "n_best": 3}', 422, "n_best: expected at most the beam size (2), got 3"),
         (b'{"src": ["a"], "attention": 1}', 422, "attention: expected true or false, got 1"),
         (b'{"src": ["a", "b"], "prefix": ["1979"]}', 422, "prefix: expected a list of 2 strings, one per sentence"),
+        (b'{"src": ["a"], "align": "words"}', 422, 'align: expected true, false or "pieces", got "words"'),
         (b'{"src": ["a"], "prefix": [3]}', 422, "prefix: expected a list of 1 strings, one per sentence of src"),
+        (b'{"src": ["a"], "constraints": ["1979"]}', 422, "constraints: expected a list of 1 lists of strings"),
+        (b'{"src": ["a", "b"], "constraints": [[]]}', 422, "constraints: expected a list of 2 lists of strings"),
+        (b'{"src": ["a"], "constraints": [["1979", 3]]}', 422, "constraints: expected a list of 1 lists of strings"),
+        (b'{"src": ["a"], "constraints": [[""]]}', 422, "constraints[0][0]: constraint '' is empty"),
+        (b'{"src": ["a"], "constraints": [["\\u4e2d"]]}', 422, "constraints[0][0]: constraint '\u4e2d' has characters"),
+        (json.dumps({"src": ["a"], "constraints": [["1 " * 600]]}).encode(), 413, "constraints[0]: 1200 subwords"),
         (b'{"src": ["a"], "prefix": ["\\ud800"]}', 422, "prefix[0]: not Unicode text (surrogates not allowed"),
         (json.dumps({"src": ["a"] * 9}).encode(), 413, "src: 9 sentences, more than this server takes (8)"),
         (
@@ -519,6 +559,79 @@ def _alive(pid: int) -> bool:
 # --- the command's own errors ---------------------------------------------------------------
 
 
+# --- the token ----------------------------------------------------------------------------------
+
+TOKEN = "s3cret-Token_for-the-test"
+
+
+@pytest.fixture(scope="module")
+def guarded(trained, tmp_path_factory):
+    """A server whose API needs TOKEN, read from a file."""
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_text(TOKEN + "\n")
+    s = Server(trained[0], "--token-file", str(path), "--workers", "1")
+    yield s
+    code, err = s.stop()
+    assert code == 0 and TOKEN not in err, err  # the token is never shown
+
+
+def test_a_token_guards_the_api_and_leaves_health_and_the_page_open(guarded, translator):
+    for given in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
+        status, body = guarded.translate({"src": DATES[:1]}, **given)
+        assert status == 401 and body == {
+            "error": "this server needs 'Authorization: Bearer TOKEN' (nmt serve --token-file)"
+        }, (given, body)
+    status, headers, _ = guarded.request("GET", "/info")
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert guarded.request("GET", "/metrics")[0] == 401
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    status, body = guarded.translate({"src": DATES[:1]}, **right)
+    assert status == 200 and body["translations"][0]["text"] == translator.translate(DATES[:1])[0]
+    assert guarded.request("GET", "/info", headers=right)[0] == 200
+    assert guarded.request("GET", "/metrics", headers=right)[0] == 200
+    for path in ("/health", "/", "/static/app.js"):
+        assert guarded.request("GET", path)[0] == 200, path
+
+
+def test_the_token_can_come_from_the_environment_and_a_bad_token_file_is_one_line(
+    trained, nmt_cli, one_line_error, tmp_path
+):
+    s = Server(trained[0], "--workers", "1", env={"NMT_SERVE_TOKEN": TOKEN})
+    try:
+        assert s.translate({"src": DATES[:1]})[0] == 401
+        assert s.translate({"src": DATES[:1]}, Authorization=f"Bearer {TOKEN}")[0] == 200
+    finally:
+        assert s.stop()[0] == 0
+    message = one_line_error(nmt_cli("serve", "--token-file", "no/such/file"), "error", 1)
+    assert message.startswith("--token-file no/such/file: cannot read it (")
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
+    message = one_line_error(nmt_cli("serve", "--token-file", empty), "error", 1)
+    assert message == f"--token-file {empty}: its first line is empty: expected the token"
+
+
+def test_listening_beyond_the_loopback_without_a_token_warns_once(trained, tmp_path):
+    path = tmp_path / "token"
+    path.write_text(TOKEN)
+    for options, warned in ((("--host", "0.0.0.0"), True), (("--host", "0.0.0.0", "--token-file", str(path)), False)):
+        s = Server(trained[0], *options, "--workers", "1")
+        assert s.request("GET", "/health")[0] == 200  # it is up: anything it had to say is said
+        _, err = s.stop()
+        notes = [line for line in err.splitlines() if "reachable from other machines" in line]
+        assert len(notes) == int(warned), err
+    s = Server(trained[0], "--workers", "1")  # the loopback: no note
+    _, err = s.stop()
+    assert "reachable from other machines" not in err
+
+
+def test_sigterm_as_soon_as_the_server_says_it_serves_stops_it(trained):
+    """A signal between the line and uvicorn's own handlers was once swallowed: it served on."""
+    s = Server(trained[0], "--workers", "1")
+    s.process.send_signal(signal.SIGTERM)
+    code, err = s.process.wait(timeout=30), s.process.stderr.read()
+    assert code == 0 and err.strip() == "nmt: server stopped (SIGTERM): finished the requests in flight", err
+
+
 def test_without_the_serve_extra_a_one_line_error_names_it(nmt_cli):
     code = "import sys; sys.modules['uvicorn'] = None; from nmt.cli import main; sys.exit(main(['serve']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
@@ -580,10 +693,50 @@ def test_the_page_translates_a_date_and_draws_its_attention(server, translator, 
             texts = page.locator("#results .tgt").all_inner_texts()
             lines, prefixes = ["Tuesday, March 12 1991", "", "3 May 1979"], ["1991-0", "", "1978"]
             assert texts == translator.translate(lines, prefixes=prefixes)
+            page.locator("#results li").nth(0).locator(".tgt .word").nth(0).hover()  # its source word lights up
+            marked = page.locator("#results li").nth(0).locator(".src .word.aligned").all_inner_texts()
+            best = translator.search(lines[:1], prefixes=prefixes[:1], attention=True)[0][0]
+            (source_word, _), *_ = word_alignment(best.src_pieces, best.tgt_pieces, best.attention)
+            assert marked == [lines[0].split()[source_word]]
             assert texts[2].startswith("1978")
+            page.fill("#prefix", "")
+            page.fill("#terms", "-07-\n\n1985 | -12")  # terms: each translation contains its own
+            page.click("#translate")
+            page.locator("#results .tgt", has_text="1985").wait_for(timeout=60_000)
+            texts = page.locator("#results .tgt").all_inner_texts()
+            assert texts == translator.translate(lines, constraints=[["-07-"], [], ["1985", "-12"]])
+            assert "-07-" in texts[0] and "1985" in texts[2] and "-12" in texts[2]
         finally:
             browser.close()
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_the_page_asks_for_the_token_once_and_keeps_it_for_the_tab(guarded, translator):
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (test extra)")
+    executable = _chromium()
+    asked: list[str] = []
+
+    def answer(dialog) -> None:
+        asked.append(dialog.message)
+        dialog.accept("wrong" if len(asked) == 1 else TOKEN)  # a mistyped token first
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.on("dialog", answer)
+            page.goto(f"http://127.0.0.1:{guarded.port}/")
+            page.locator("#model", has_text="no model information").wait_for(timeout=60_000)
+            assert asked == ["This server needs a token:"]  # /info: asked once, then the refusal shown
+            for line in DATES[:1] + DATES[3:4]:  # asked again once (the stored token was refused), then never
+                page.fill("#src", line)
+                page.click("#translate")
+                page.locator("#results .tgt", has_text=translator.translate([line])[0]).wait_for(timeout=60_000)
+            assert asked == ["This server needs a token:", "That token was refused; the server's token:"]
+            assert page.evaluate("sessionStorage.getItem('nmt-token')") == TOKEN
+            assert TOKEN not in page.url
+        finally:
+            browser.close()
 
 
 def test_every_connection_gets_tcp_nodelay():

@@ -82,7 +82,7 @@ def _number(text: str) -> int | float | str:
 def bad_combination(args: argparse.Namespace) -> str | None:
     """A message for options out of range, empty file names, or options used together with what
     they exclude; or None."""
-    for option in ("input", "output", "target", "src", "ref", "plot", "plot_attention", "prefix"):
+    for option in ("input", "output", "target", "src", "ref", "plot", "plot_attention", "prefix", "constraints"):
         if getattr(args, option, None) == "":
             return f"--{option.replace('_', '-')}: expected a file name, got ''"
     if args.command == "translate":
@@ -112,6 +112,10 @@ def _bad_translate(args: argparse.Namespace) -> str | None:
         return "--trace: shows beam search's steps; not with --sample"
     if args.prefix is not None:
         return "--prefix: an option of search; not with --sample"
+    if args.constraints is not None:
+        return "--constraints: an option of search; not with --sample"
+    if args.align:
+        return "--align: aligns the search's outputs; not with --sample"
     if args.temperature is not None:
         from nmt.translate import temperature_error
 

@@ -124,6 +124,20 @@ def _add_translate(sub) -> None:
     tr.add_argument("--seed", type=int, help="sampling: random seed (same seed, same samples)")
     tr.add_argument("--plot-attention", metavar="DIR", help="write one attention heatmap PNG per input line into DIR")
     tr.add_argument(
+        "--align",
+        nargs="?",
+        const="words",
+        choices=["words", "pieces"],
+        help="add ' ||| ' and word alignments from attention in the Pharaoh format (SRC-TGT, 0-based), "
+        "one link per output word; --align pieces: one per output subword",
+    )
+    tr.add_argument(
+        "--constraints",
+        metavar="FILE",
+        help="phrases each output must contain: one line per input line, phrases separated by tabs "
+        "(an empty line: none); beam search with dynamic beam allocation",
+    )
+    tr.add_argument(
         "--prefix",
         metavar="FILE",
         help="one target prefix per input line (empty: none): each output begins with it; a last word "
@@ -243,6 +257,12 @@ def _add_serve(sub) -> None:
     s.add_argument("-m", "--model", action="append", help=MODEL_HELP + "; repeated: their ensemble")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int_in(0, 65535), default=8000, help="port (default 8000; 0: any free port)")
+    s.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a file whose first line is the API's token (or the environment's NMT_SERVE_TOKEN): "
+        "/translate, /info and /metrics then need 'Authorization: Bearer TOKEN'; /health and the page stay open",
+    )
     limits = (
         ("--max-batch", int_in(1, 10_000), "sentences per decoded batch"),
         ("--max-wait-ms", number_in(0, 3_600_000), "most waiting for more after a batch"),

@@ -11,6 +11,7 @@ from nmt.cli.streams import DRAWING_FAILURES, load_translator, note, read_input,
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
 from nmt.files import check_folder, check_output, write_lines
+from nmt.translate.alignment import ALIGNMENTS, pharaoh
 
 #: an attention heatmap with more subwords than this on a side is not drawn: it would be a picture
 #: of hundreds of megapixels (gigabytes of memory to render), and unreadable
@@ -22,22 +23,24 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if args.plot_attention:
         check_folder(args.plot_attention)
     prefixes = None if args.prefix is None else read_lines(args.prefix)
+    terms = None if args.constraints is None else read_lines(args.constraints)
     translator = load_translator(args.model, args)
     lines = read_input(args.input)
-    if prefixes is not None and len(prefixes) != len(lines):
-        raise DataError(f"{args.prefix}: {len(prefixes)} prefixes for {len(lines)} input lines: expected one per line")
+    for given, path, what in ((prefixes, args.prefix, "prefixes"), (terms, args.constraints, "constraint lines")):
+        if given is not None and len(given) != len(lines):
+            raise DataError(f"{path}: {len(given)} {what} for {len(lines)} input lines: expected one per line")
+    constraints = None if terms is None else _constraints(translator, terms, args.constraints)
     n = args.n_best or translator.cfg.decoding.n_best
     if args.sample:
         temperature = 1.0 if args.temperature is None else args.temperature
         results = translator.sample(lines, n, temperature, args.top_k or 0, args.seed)
     else:
-        attention = bool(args.plot_attention)
-        results = translator.search(lines, args.beam, args.alpha, args.n_best, attention, args.no_unk, prefixes)
-    if n > 1:
-        out = [f"{i} ||| {t.text} ||| {t.search_score:.4f}" for i, nbest in enumerate(results) for t in nbest]
-    else:
-        out = [nbest[0].text for nbest in results]
-    write_lines(args.output, out)  # the results first: drawing must not lose them
+        attention = bool(args.plot_attention or args.align)
+        results = translator.search(
+            lines, args.beam, args.alpha, args.n_best, attention, args.no_unk, prefixes, constraints
+        )
+    write_lines(args.output, output_lines(results, n, args.align))  # the results first: drawing must not lose them
+    _note_unmet(results)
     _note_long_lines(translator, lines)
     if args.plot_attention:
         _plot_attention(Path(args.plot_attention), lines, results)
@@ -46,6 +49,20 @@ def cmd_translate(args: argparse.Namespace) -> int:
             for text in trace_lines(number, line, translator.trace(line, args.beam, args.alpha)):
                 say(text)
     return 0
+
+
+def output_lines(results: list[list], n_best: int, align: str | None) -> list[str]:
+    """What `nmt translate` prints: a line per input line (TEXT), or n_best per input line
+    (LINE ||| TEXT ||| SCORE); with `align` ("words" or "pieces"), ' ||| ' and the links last."""
+
+    def links(t) -> str:
+        return "" if t.attention is None else pharaoh(ALIGNMENTS[align](t.src_pieces, t.tgt_pieces, t.attention))
+
+    if n_best > 1:
+        out = [(f"{i} ||| {t.text} ||| {t.search_score:.4f}", t) for i, nbest in enumerate(results) for t in nbest]
+    else:
+        out = [(nbest[0].text, nbest[0]) for nbest in results]
+    return [f"{line} ||| {links(t)}" if align else line for line, t in out]
 
 
 def trace_lines(number: int, line: str, steps: list) -> list[str]:
@@ -57,6 +74,32 @@ def trace_lines(number: int, line: str, steps: list) -> list[str]:
         rows += [f"end   log P {lp:9.4f}  score {sc:9.4f}  {' '.join(p)}" for p, lp, sc in s.finished]
         out += [f"  t={s.t:<3} {row}" if i == 0 else f"        {row}" for i, row in enumerate(rows)]
     return out
+
+
+def _constraints(translator, lines: list[str], path: str) -> list[list[str]]:
+    """The phrases of each line of a --constraints file (tab-separated; empty fields left out),
+    each checked against the target vocabulary (a DataError naming the file and line)."""
+    out = []
+    for number, line in enumerate(lines, 1):
+        phrases = [p.strip() for p in line.split("\t") if p.strip()]
+        for phrase in phrases:
+            try:
+                translator.constraint(phrase)
+            except DataError as e:
+                raise DataError(f"{path} line {number}: {e}") from None
+        out.append(phrases)
+    return out
+
+
+def _note_unmet(results: list[list]) -> None:
+    """A stderr note per input line whose best output lacks some of its constraints (5 at most):
+    the search reached the length limit without them."""
+    unmet = [(i, nbest[0].unmet_constraints) for i, nbest in enumerate(results, 1) if nbest[0].unmet_constraints]
+    for number, phrases in unmet[:5]:
+        shown = ", ".join(repr(p) for p in phrases)
+        note(f"input line {number}: no output within the length limit contains {shown}: the best without is given")
+    if len(unmet) > 5:
+        note(f"{len(unmet) - 5} more input lines without all their constraints")
 
 
 def _note_long_lines(translator, lines: list[str]) -> None:
@@ -104,17 +147,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """`nmt serve`: the packages first, then the port (connections wait while the model loads),
     then the model and the decoding workers; serves until a signal."""
     from nmt.runtime import configure, keep_freed_memory
-    from nmt.serve import Limits, listen, require, serve
+    from nmt.serve import Limits, listen, read_token, require, serve
     from nmt.serve.workers import load_workers
 
     require()
+    token = read_token(args.token_file)
     sock = listen(args.host, args.port)
     configure(args.threads)
     keep_freed_memory()
     limits = Limits.from_args(args)
     translator, workers = load_workers(args.model, args.device, args.precision, args.threads, limits.workers)
     try:
-        stopped = serve(translator, sock, limits, args.model, [w.search for w in workers])
+        stopped = serve(translator, sock, limits, args.model, [w.search for w in workers], token)
     finally:
         for worker in workers:
             worker.close()

@@ -126,6 +126,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"model.tie_embeddings: needs model.emb_size ({m.emb_size}) = model.dec_hidden_size ({m.dec_hidden_size})"
         )
+    if m.tie_source_embeddings and not (m.tie_embeddings and cfg.tokenizer.joint):
+        missing = "model.tie_embeddings: true" if not m.tie_embeddings else "tokenizer.joint: true"
+        raise ConfigError(f"model.tie_source_embeddings: needs {missing} (one vocabulary, one matrix)")
     frozen = set(cfg.training.freeze)
     embeddings = "embeddings" in frozen or {"src_embeddings", "tgt_embeddings"} <= frozen
     if embeddings and {"encoder", "decoder", "output"} <= frozen:

@@ -107,7 +107,13 @@ class ModelConfig:
     input_feeding: bool = _f(True, help="luong decoder: feed the previous attentional vector to the RNN")
     bridge: bool = _f(True, help="decoder initial state = tanh(W [enc final fwd; bwd])")
     dropout: float = _f(0.2, PROBABILITY)
+    word_dropout: float = _f(
+        0.0, PROBABILITY, "in training, each source and target input token's embedding is zeroed with this probability"
+    )
     tie_embeddings: bool = _f(False, help="target embedding = output layer (emb = dec hidden)")
+    tie_source_embeddings: bool = _f(
+        False, help="with tie_embeddings and a joint tokenizer: the source embedding is that matrix too"
+    )
     textbook: bool = _f(
         False,
         help="compute as the equations read: torch's cells step by step, tanh "

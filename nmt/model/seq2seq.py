@@ -20,6 +20,22 @@ ENCODERS: dict[str, Callable[[ModelConfig], Encoder]] = {
 }
 
 
+class WordDropout(nn.Module):
+    """Whole tokens dropped (Gal & Ghahramani, 2016; Sennrich & Zhang, 2019): in training, each
+    token's embedding (B, T, E) is zeroed with probability p, the others scaled by 1 / (1 - p);
+    nothing in evaluation, and with p = 0 no random number is drawn."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return embedded
+        keep = torch.empty(embedded.shape[:-1] + (1,), device=embedded.device).bernoulli_(1 - self.p)
+        return embedded * (keep / (1 - self.p)).to(embedded.dtype)
+
+
 class Seq2Seq(nn.Module):
     """Encoder-decoder with attention.
 
@@ -36,17 +52,24 @@ class Seq2Seq(nn.Module):
         output: nn.Linear,
         dropout: float,
         textbook: bool = False,
+        word_dropout: float = 0.0,
     ):
         super().__init__()
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder = encoder, decoder
         self.output = output  # W_o
         self.dropout = nn.Dropout(dropout)  # on the embeddings
+        self.word_dropout = WordDropout(word_dropout)  # whole input tokens, before that
         self.textbook = textbook
+
+    def embedded(self, embed: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T) tokens -> (B, T, E) embeddings as the encoder and decoder read them: whole
+        tokens dropped, then dropout (both only in training)."""
+        return self.dropout(self.word_dropout(embed(tokens)))
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src: (B, S) long, src_lengths: (B,). Returns the decoder's memory and initial state."""
-        states, summary = self.encoder(self.dropout(self.src_embed(src)), src_lengths)
+        states, summary = self.encoder(self.embedded(self.src_embed, src), src_lengths)
         src_mask = torch.arange(src.size(1), device=src.device) < src_lengths.to(src.device).unsqueeze(1)
         memory = self.decoder.memory(states, src_mask)
         return memory, self.decoder.init_state(summary, memory)
@@ -55,7 +78,7 @@ class Seq2Seq(nn.Module):
         """Teacher forcing up to the output layer: src (B, S), tgt_in (B, T) starting with BOS ->
         the decoder's output vectors ã_1..ã_T, (B, T, Hd). Training feeds them to `output_loss`."""
         memory, state = self.encode(src, src_lengths)
-        return self.decoder(self.dropout(self.tgt_embed(tgt_in)), memory, state)
+        return self.decoder(self.embedded(self.tgt_embed, tgt_in), memory, state)
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits: src (B, S), tgt_in (B, T) starting with BOS -> (B, T, V)."""
@@ -114,6 +137,8 @@ def build_model(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> S
         cfg.dropout,
     )
     output = nn.Linear(cfg.dec_hidden_size, tgt_vocab_size)
-    if cfg.tie_embeddings:
+    if cfg.tie_embeddings:  # Press & Wolf (2017): one matrix for the output layer and the target embedding
         output.weight = tgt_embed.weight
-    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, cfg.dropout, cfg.textbook)
+    if cfg.tie_source_embeddings:  # and, with a joint vocabulary, the source embedding (checked by the config)
+        src_embed.weight = tgt_embed.weight
+    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, cfg.dropout, cfg.textbook, cfg.word_dropout)

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from nmt.data.tokenizer import BOS, EOS
-from nmt.search.common import Hypothesis, SearchModel, SearchOptions, forbid_specials, only_eos
+from nmt.search.common import Hypothesis, SearchModel, SearchOptions, forbid_specials, only_eos, ranked
+from nmt.search.constraints import START, State
 
 
 @dataclass
@@ -35,6 +36,7 @@ class _Beams:
     memory: Any
     state: Any
     attention: torch.Tensor | None = None
+    constraints: list[State] | None = None  # each row's (nmt.search.constraints), when a sentence has some
 
     def reorder(
         self,
@@ -65,6 +67,8 @@ class _Beams:
         self.memory, self.state = model.select(self.memory, keep_t), model.select(self.state, keep_rows)
         if self.attention is not None:
             self.attention = self.attention[keep_rows]
+        if self.constraints is not None:
+            self.constraints = [self.constraints[r] for r in keep_rows_host.tolist()]
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,11 @@ def beam_search(
     hypothesis (scored with the length penalty); the K best extensions that do not end in EOS
     form the next beam. A sentence is done, and leaves the batch, when it reached its maximum
     length or when none of its unfinished hypotheses can change its n_best any more (see
-    `_settled`). Returns the n_best finished hypotheses of each sentence,
-    best first. `on_step`, if given, is called with each active sentence's BeamStep after every
-    step (a trace for teaching; it costs a host copy of the beam per step).
+    `_settled`). Returns the n_best finished hypotheses of each sentence, best first. With
+    `options.constraints`, a constrained sentence's candidates are taken in the order dynamic
+    beam allocation gives them instead of by score (nmt.search.constraints). `on_step`, if
+    given, is called with each active sentence's BeamStep after every step (a trace for
+    teaching; it costs a host copy of the beam per step).
     """
     K, device, B = options.beam_size, src.device, src.size(0)
     memory, state = model.encode(src, src_lengths)
@@ -139,6 +145,7 @@ def beam_search(
         max_len.tolist(),
         memory,
         model.select(state, rows),
+        constraints=None if options.constraint_rule is None else [START] * (B * K),
     )
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     t = 0
@@ -156,7 +163,7 @@ def beam_search(
         ]
         if len(keep) < len(beams.active):
             beams.keep(model, keep, K)
-    return [sorted(f, key=lambda h: -h.search_score)[: options.n_best] for f in finished]
+    return [sorted(f, key=ranked)[: options.n_best] for f in finished]
 
 
 def _beam_step(
@@ -172,26 +179,45 @@ def _beam_step(
     K, n = options.beam_size, len(beams.active)
     log_probs, state, weights = model.step(beams.prev, beams.memory, beams.state)
     log_probs = forbid_specials(log_probs, options.no_unk)
-    if any(limit < t for limit in beams.limit):  # past its maximum length a sentence may only end
-        log_probs = only_eos(log_probs, torch.tensor([limit < t for limit in beams.limit]).repeat_interleave(K))
+    ending = [limit < t for limit in beams.limit]
+    if any(ending):  # past its maximum length a sentence may only end
+        log_probs = only_eos(log_probs, torch.tensor(ending).repeat_interleave(K))
+    sentences = [b for b in beams.active for _ in range(K)]
     if options.prefix_rule is not None:  # outputs that must begin with given text
-        sentences = [b for b in beams.active for _ in range(K)]
         log_probs = options.prefix_rule.allowed(log_probs, sentences, beams.history)
+    rule = options.constraint_rule  # outputs that must contain given phrases
+    if rule is not None:
+        log_probs = rule.ban_eos(log_probs, sentences, beams.constraints, [e for e in ending for _ in range(K)])
     V = log_probs.size(-1)
     top_scores, top_ids = best_extensions(beams.scores, log_probs, min(2 * K, K * V))  # (n, 2K)
     top_beam, top_token = top_ids // V, top_ids % V
     flat_beam = top_beam + torch.arange(n, device=top_ids.device).unsqueeze(1) * K  # row in the batch
-    # the next beam: the K best extensions that do not end in EOS
-    alive_scores, pick = top_scores.masked_fill(top_token == EOS, float("-inf")).topk(K, dim=1)  # (n, K)
+    priority = top_scores  # the order in which candidates are taken: by score, or as constraints allocate
+    if rule is not None:
+        top = (top_scores, flat_beam, top_token)
+        top_scores, flat_beam, top_token, priority = rule.allocate(
+            beams.active, beams.constraints, beams.scores, log_probs, top
+        )
+    # the next beam: the K first extensions that do not end in EOS
+    _, pick = priority.masked_fill(top_token == EOS, float("-inf")).topk(K, dim=1)  # (n, K)
+    alive_scores = top_scores.gather(1, pick)
     chosen_rows = flat_beam.gather(1, pick).view(-1)
     beams.prev = top_token.gather(1, pick).view(-1)
     h_scores, h_rows, h_tokens, h_best_alive, h_chosen, h_prev = _to_host(
-        top_scores, flat_beam, top_token, alive_scores[:, :1], chosen_rows.view(n, K), beams.prev.view(n, K)
+        top_scores,
+        flat_beam,
+        top_token,
+        alive_scores.amax(1, keepdim=True),
+        chosen_rows.view(n, K),
+        beams.prev.view(n, K),
     )
     if options.attention:  # aligned with the current rows
         step = weights.unsqueeze(1)
         beams.attention = step if beams.attention is None else torch.cat([beams.attention, step], dim=1)
     _collect_finished(beams, finished, h_scores[:, :K], h_rows[:, :K], h_tokens[:, :K], t, src_lengths, options)
+    if rule is not None:
+        rows, tokens = h_chosen.long().view(-1).tolist(), h_prev.long().view(-1).tolist()
+        beams.constraints = [rule.advance(sentences[r], beams.constraints[r], y) for r, y in zip(rows, tokens)]
     beams.reorder(model, state, chosen_rows, h_chosen.long().view(-1), h_prev.long().view(-1), alive_scores)
     return h_best_alive.view(-1).tolist()
 
@@ -253,7 +279,11 @@ def _collect_finished(
         att = None
         if beams.attention is not None:
             att = beams.attention[row, :, : int(src_lengths[beams.active[i]])].clone()
-        finished[beams.active[i]].append(Hypothesis(beams.history[row].tolist(), lp, options.search_score(lp, t), att))
+        unmet = (
+            () if beams.constraints is None else options.constraint_rule.unmet(beams.active[i], beams.constraints[row])
+        )
+        hypothesis = Hypothesis(beams.history[row].tolist(), lp, options.search_score(lp, t), att, unmet)
+        finished[beams.active[i]].append(hypothesis)
 
 
 def _settled(finished: list[Hypothesis], best_alive: float, K: int, max_len: int, options: SearchOptions) -> bool:
@@ -278,8 +308,10 @@ def _settled(finished: list[Hypothesis], best_alive: float, K: int, max_len: int
     needed = K if options.stop == "fast" else options.n_best
     if len(finished) < needed:
         return False
-    finished.sort(key=lambda h: -h.search_score)
+    finished.sort(key=ranked)
     del finished[K:]
+    if finished[needed - 1].unmet:  # (ended at the length limit: the search ends there in any case)
+        return False
     if options.stop == "fast":
         return best_alive <= min(h.log_prob for h in finished)
     return options.search_score(best_alive, max_len + 1) <= finished[needed - 1].search_score

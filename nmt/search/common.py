@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import torch
 
 from nmt.data.tokenizer import BOS, EOS, PAD, UNK
+from nmt.search.constraints import Constraint, ConstraintRule
 from nmt.search.prefix import Prefix, PrefixRule
 
 
@@ -35,12 +36,20 @@ class SearchModel(Protocol):
 @dataclass
 class Hypothesis:
     """One output: tokens without EOS, its summed log-probability, its normalised score,
-    and (on request) the attention weights, one row per output token incl. EOS: (T, S)."""
+    (on request) the attention weights, one row per output token incl. EOS: (T, S), and the
+    indices of the constraints it does not meet (ended at the length limit without them)."""
 
     tokens: list[int]
     log_prob: float
     search_score: float
     attention: torch.Tensor | None = None
+    unmet: tuple[int, ...] = ()
+
+
+def ranked(h: Hypothesis) -> tuple[int, float]:
+    """The sort key of finished hypotheses, best first: by the constraints they lack (none
+    first), then by search score."""
+    return (len(h.unmet), -h.search_score)
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,8 @@ class SearchOptions:
     each row's own random stream, so that its samples do not depend on the other rows):
     sampling; stop: beam search's stopping rule, `exact` or `fast` (see `_settled`); no_unk:
     never output the unknown token (sampling never draws it in any case); prefixes and pieces:
-    what each row's output must begin with (greedy and beam search, `prefix_rule`)."""
+    what each row's output must begin with (greedy and beam search, `prefix_rule`);
+    constraints: the phrases each row's output must contain (beam search, `constraint_rule`)."""
 
     beam_size: int = 1
     alpha: float = 0.0
@@ -65,6 +75,13 @@ class SearchOptions:
     no_unk: bool = False
     prefixes: tuple[Prefix, ...] = ()
     pieces: tuple[str, ...] = ()
+    constraints: tuple[tuple[Constraint, ...], ...] = ()
+
+    @functools.cached_property
+    def constraint_rule(self) -> ConstraintRule | None:
+        """The rule of `constraints` (one tuple per row of src: phrases each output must contain,
+        see nmt.search.constraints); None when no row has any."""
+        return ConstraintRule(self.constraints) if any(self.constraints) else None
 
     @functools.cached_property
     def prefix_rule(self) -> PrefixRule | None:

@@ -11,6 +11,7 @@ translation and training do not need them. Importing this package needs none of 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import socket
@@ -94,17 +95,38 @@ def _family(host: str) -> socket.AddressFamily:
         raise NmtError(f"--host {host}: not an address of this machine ({e})") from None
 
 
+#: the environment variable that gives the API's token when --token-file does not
+TOKEN_VARIABLE = "NMT_SERVE_TOKEN"
+
+
+def read_token(path: str | None) -> str | None:
+    """The API's token: the first line of `path`, else $NMT_SERVE_TOKEN, else None (no token).
+    A file that cannot be read, or an empty token, is a one-line NmtError (the token is never shown)."""
+    if path is None:
+        return os.environ.get(TOKEN_VARIABLE) or None
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise NmtError(f"--token-file {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    if not token:
+        raise NmtError(f"--token-file {path}: its first line is empty: expected the token")
+    return token
+
+
 def serve(
     translator: Translator,
     sock: socket.socket,
     limits: Limits,
     models: list[str] | None = None,
     searches: list | None = None,
+    token: str | None = None,
 ) -> str | None:
     """Serve on `sock` until SIGTERM or SIGINT: then stop accepting connections, finish the
     requests in flight (their sentences still get decoded), and return the signal's name.
     models: what `translator` was loaded from (None: the latest run; several: their ensemble);
-    searches: the decoding workers' search functions (default: threads sharing the translator)."""
+    searches: the decoding workers' search functions (default: threads sharing the translator);
+    token: the API's bearer token (None: an open API, with a warning off the loopback)."""
     import uvicorn
 
     from nmt.rundir.checkpoint import resolve_checkpoint
@@ -114,17 +136,27 @@ def serve(
     paths = [str(resolve_checkpoint(m)) for m in (models or [latest_run()])]
     name = translator.cfg.name if len(paths) == 1 else f"ensemble of {len(paths)} ({translator.cfg.name} first)"
     host, port = sock.getsockname()[:2]
-    app = create_app(translator, name, paths, limits, searches)
+    app = create_app(translator, name, paths, limits, searches, token)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     shown = f"[{host}]" if ":" in host else host
-    print(f"nmt: serving {name} on http://{shown}:{port}/ (Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
     received: list[str] = []
 
-    def note(sig: int, frame) -> None:  # uvicorn raises the signal again once it has stopped
+    def note(sig: int, frame) -> None:
+        """A signal before uvicorn's own handlers are in place stops it as soon as it has started;
+        after, uvicorn raises the signal again once it has stopped, and this records it."""
         received.append(signal.Signals(sig).name)
+        server.should_exit = True
 
-    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}  # before the line says "serving"
+    print(f"nmt: serving {name} on http://{shown}:{port}/ (Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
+    if token is None and not ipaddress.ip_address(host).is_loopback:
+        print(
+            f"nmt: note: {shown} is reachable from other machines and the API has no token: anyone who reaches "
+            "it can use it (--token-file, or a reverse proxy: docs/serving.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         server.run(sockets=[sock])
     finally:

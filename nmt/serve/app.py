@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -100,7 +101,8 @@ class Server:
             req = parse_request(data, self.translator, self.limits)
             d = req.decoding
             key, loop = SearchKey(d.beam_size, d.alpha), asyncio.get_running_loop()
-            job = Job(req.src, key, d.n_best, req.attention, loop, prefixes=req.prefix)
+            attention = req.attention or bool(req.align)
+            job = Job(req.src, key, d.n_best, attention, loop, prefixes=req.prefix, constraints=req.constraints)
             self.batcher.submit(job)
         except ClientDisconnect:
             return Response(status_code=499)  # nobody reads it
@@ -116,7 +118,9 @@ class Server:
         self.metrics.sentences.inc(len(req.src))
         return JSONResponse(
             {
-                "translations": [translation_json(nbest, req.attention) for nbest in results],
+                "translations": [
+                    translation_json(nbest, req.attention, req.align, req.constraints is not None) for nbest in results
+                ],
                 "model": self.name,
                 "elapsed_ms": round(1000 * (time.perf_counter() - start), 2),
                 "notes": too_long_notes(self.translator, results),
@@ -204,10 +208,16 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def create_app(
-    translator: Translator, name: str, paths: list[str], limits: Limits = Limits(), searches: list[Search] | None = None
+    translator: Translator,
+    name: str,
+    paths: list[str],
+    limits: Limits = Limits(),
+    searches: list[Search] | None = None,
+    token: str | None = None,
 ):
     """The ASGI app serving `translator` (an app of its own: its batcher, metrics and limits);
-    searches: its workers' search functions (see Server)."""
+    searches: its workers' search functions (see Server); token: the bearer token the API
+    needs (None: none)."""
     server = Server(translator, name, paths, limits, searches)
     routes = [
         Route("/", server.page),
@@ -219,4 +229,26 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=server.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.server = server
-    return _metrics_middleware(app, server.metrics)
+    return _metrics_middleware(app if token is None else _token_required(app, token), server.metrics)
+
+
+#: what answers without a token: the health check, the page and its files (the page asks for it)
+OPEN_PATHS = ("/health", "/")
+
+
+def _token_required(app, token: str):
+    """The app behind a bearer token: a request to any other path than OPEN_PATHS and the page's
+    files without `Authorization: Bearer TOKEN` gets a 401 (compared in constant time; the
+    token is in no message)."""
+    expected = f"Bearer {token}".encode()
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and not scope["path"].startswith("/static/"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                reason = "this server needs 'Authorization: Bearer TOKEN' (nmt serve --token-file)"
+                await _error(401, reason, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return wrapped

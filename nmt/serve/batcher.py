@@ -63,6 +63,7 @@ class Job:
     attention: bool
     loop: asyncio.AbstractEventLoop
     prefixes: list[str] | None = None  # one per line: what its translations begin with
+    constraints: list[list[str]] | None = None  # one list per line: phrases its translations contain
     future: asyncio.Future = field(init=False)
     results: list[list[Translation] | None] = field(init=False)
     remaining: int = field(init=False)
@@ -239,9 +240,11 @@ class Batcher:
         lines = [item.job.lines[item.index] for item in items]
         n_best = max(item.job.n_best for item in items)
         attention = any(item.job.attention for item in items)
-        given = {}  # only requests with prefixes pass them: a search without them is today's
+        given = {}  # only requests with prefixes (constraints) pass them: a search without is today's
         if any(item.job.prefixes for item in items):
             given["prefixes"] = [item.job.prefixes[item.index] if item.job.prefixes else "" for item in items]
+        if any(item.job.constraints for item in items):
+            given["constraints"] = [item.job.constraints[item.index] if item.job.constraints else [] for item in items]
         start = time.perf_counter()
         try:
             results = search(lines, key.beam_size, key.alpha, n_best=n_best, attention=attention, **given)

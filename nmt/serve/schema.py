@@ -1,9 +1,12 @@
 """The JSON of POST /translate: the request checked field by field, and the response.
 
 Request: {"src": ["...", ...], "beam": 5, "alpha": 1.0, "n_best": 1, "attention": false,
-"prefix": ["...", ...]}; all but `src` optional (default: the run's decoding section; `prefix`,
-one string per sentence, "" for none: what its translations begin with, as `nmt translate
---prefix`). Response, one entry per input
+"prefix": ["...", ...], "align": false}; all but `src` optional (default: the run's decoding
+section; `prefix`, one string per sentence, "" for none: what its translations begin with, as
+`nmt translate --prefix`; `constraints`, a list of phrases per sentence that its translations
+must contain, as `nmt translate --constraints` (each translation then says which it lacks, in
+`unmet_constraints`); `align`: true or "pieces" adds each translation's `alignment`, a list
+of [source, target] word (or subword) index pairs, as `nmt translate --align`). Response, one entry per input
 line, in order (a blank line gives an empty entry):
 
     {"translations": [{"text", "score", "log_prob", "src_pieces", "tgt_pieces",
@@ -24,15 +27,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nmt.config import DecodingConfig
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, DataError
 from nmt.translate import Translation, Translator
+from nmt.translate.alignment import ALIGNMENTS
 
 if TYPE_CHECKING:
     from nmt.serve import Limits
 
 #: the request's decoding fields: the JSON's name -> the decoding key whose rule checks the value
 DECODING_FIELDS = {"beam": "beam_size", "alpha": "alpha", "n_best": "n_best"}
-FIELDS = ("src", *DECODING_FIELDS, "attention", "prefix")
+FIELDS = ("src", *DECODING_FIELDS, "attention", "prefix", "constraints", "align")
 
 
 class RequestError(Exception):
@@ -49,6 +53,8 @@ class TranslateRequest:
     decoding: DecodingConfig  # beam_size, alpha and n_best of this request, checked
     attention: bool
     prefix: list[str] | None = None  # one per line of src
+    align: str | None = None  # "words" or "pieces" (nmt.translate.alignment.ALIGNMENTS)
+    constraints: list[list[str]] | None = None  # one list of phrases per line of src
 
 
 def _no_constant(name: str) -> float:
@@ -108,7 +114,42 @@ def parse_request(data: Any, translator: Translator, limits: Limits) -> Translat
         for name, key in DECODING_FIELDS.items():
             message = name + message.removeprefix(key) if message.startswith(f"{key}:") else message
         raise RequestError(422, message) from None
-    return TranslateRequest(src, decoding, bool(attention), _prefixes(data, src))
+    constraints = _constraints(data, src, translator, limits.max_pieces)
+    return TranslateRequest(src, decoding, bool(attention), _prefixes(data, src), _align(data), constraints)
+
+
+def _constraints(data: dict, src: list[str], translator: Translator, max_pieces: int) -> list[list[str]] | None:
+    """The request's `constraints`: a list of phrases per sentence of src, each phrase one the
+    target vocabulary can spell (422 otherwise), a sentence's together at most max_pieces
+    subwords (413 otherwise: each lengthens the search by its length)."""
+    given = data.get("constraints")
+    if given is None:
+        return None
+    shape = isinstance(given, list) and len(given) == len(src)
+    if not shape or not all(isinstance(c, list) and all(isinstance(p, str) for p in c) for c in given):
+        raise RequestError(422, f"constraints: expected a list of {len(src)} lists of strings, one per sentence of src")
+    for i, phrases in enumerate(given):
+        _check_lines(phrases, None, 0, f"constraints[{i}]")
+        pieces = 0
+        for j, phrase in enumerate(phrases):
+            try:
+                pieces += translator.constraint(phrase).length
+            except DataError as e:
+                raise RequestError(422, f"constraints[{i}][{j}]: {e}") from None
+        if pieces > max_pieces:
+            message = f"constraints[{i}]: {pieces} subwords, more than this server takes in a line ({max_pieces})"
+            raise RequestError(413, message)
+    return given
+
+
+def _align(data: dict) -> str | None:
+    """The request's `align`: true (words), "pieces", or false / absent (none); a 422 otherwise."""
+    value = data.get("align", False)
+    if value is True or value == "pieces":
+        return "words" if value is True else "pieces"
+    if value is False or value is None:
+        return None
+    raise RequestError(422, f'align: expected true, false or "pieces", got {json.dumps(value)[:40]}')
 
 
 def _prefixes(data: dict, src: list[str]) -> list[str] | None:
@@ -148,18 +189,26 @@ def _weights(t: Translation) -> list[list[float]]:
     return [] if t.attention is None else [[round(w, 4) for w in row] for row in t.attention.tolist()]
 
 
-def _hypothesis(t: Translation, attention: bool) -> dict:
+def _hypothesis(t: Translation, attention: bool, align: str | None, constrained: bool = False) -> dict:
     out: dict[str, Any] = {"text": t.text, "score": t.search_score, "log_prob": t.log_prob, "tgt_pieces": t.tgt_pieces}
+    if constrained:
+        out["unmet_constraints"] = t.unmet_constraints
     if attention:
         out["attention"] = _weights(t)
+    if align:
+        links = [] if t.attention is None else ALIGNMENTS[align](t.src_pieces, t.tgt_pieces, t.attention)
+        out["alignment"] = [list(link) for link in links]
     return out
 
 
-def translation_json(nbest: list[Translation], attention: bool) -> dict:
-    """One input line's entry: its best translation, with the n-best list."""
+def translation_json(
+    nbest: list[Translation], attention: bool, align: str | None = None, constrained: bool = False
+) -> dict:
+    """One input line's entry: its best translation, with the n-best list (and, with `align`,
+    the alignment of each: "words" or "pieces"; `constrained`: the constraints each lacks)."""
     best = nbest[0]
-    entry = {**_hypothesis(best, attention), "src_pieces": best.src_pieces}
-    entry["n_best"] = [_hypothesis(t, attention) for t in nbest]
+    entry = {**_hypothesis(best, attention, align, constrained), "src_pieces": best.src_pieces}
+    entry["n_best"] = [_hypothesis(t, attention, align, constrained) for t in nbest]
     return entry
 
 

@@ -70,23 +70,16 @@ class WorkerProcess:
         if status != "ready":
             raise NmtError(f"a decoding worker could not start: {value}")
 
-    def search(
-        self,
-        lines: list[str],
-        beam: int,
-        alpha: float,
-        n_best: int = 1,
-        attention: bool = False,
-        prefixes: list[str] | None = None,
-    ):
-        """The n-best lists of `lines`, decoded by the process (started again first if it died)."""
+    def search(self, lines: list[str], beam: int, alpha: float, **given):
+        """The n-best lists of `lines`, decoded by the process (started again first if it died);
+        `given`: Translator.search's other arguments (n_best, attention, prefixes, constraints)."""
         with self.lock:
             if not self.process.is_alive():
                 self.close()
                 self.start()
                 self.ready(timeout=START_SECONDS)
             try:
-                self.conn.send_bytes(pickle.dumps((lines, beam, alpha, n_best, attention, prefixes)))
+                self.conn.send_bytes(pickle.dumps((lines, beam, alpha, given)))
                 status, value = pickle.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
                 code = self._exit_code()
@@ -136,9 +129,9 @@ def _work(conn: Connection, states: list, device: str, precision: str | None, th
             return  # the server is gone
         if request is None:
             return
-        lines, beam, alpha, n_best, attention, prefixes = request
+        lines, beam, alpha, given = request
         try:
-            reply = ("ok", translator.search(lines, beam, alpha, n_best=n_best, attention=attention, prefixes=prefixes))
+            reply = ("ok", translator.search(lines, beam, alpha, **given))
         except Exception as e:  # noqa: BLE001 - fails this batch's requests, not the worker
             reply = ("error", f"{type(e).__name__}: {e}")
         conn.send_bytes(pickle.dumps(reply))

@@ -34,7 +34,7 @@ from nmt.rundir.layout import LINEAGE
 from nmt.translate.loading import checkpoint_tokenizers
 
 #: model keys that do not shape the weights: a fine-tuned model may change them
-FREE_MODEL_KEYS = ("dropout", "textbook")
+FREE_MODEL_KEYS = ("dropout", "word_dropout", "textbook")
 #: the weights whose rows are the pieces of a vocabulary, by side (tokenizer.remap copies them by piece)
 VOCABULARY_ROWS = {"src": ("src_embed.weight",), "tgt": ("tgt_embed.weight", "output.weight", "output.bias")}
 

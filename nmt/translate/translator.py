@@ -14,11 +14,12 @@ from torch import nn
 
 from nmt.config import Config, DecodingConfig, replace_checked
 from nmt.data.batching import sorted_batches
-from nmt.data.tokenizer import Tokenizer
+from nmt.data.tokenizer import EOS, UNK, Tokenizer
 from nmt.errors import ConfigError, DataError
 from nmt.model.frozen import frozen
 from nmt.runtime import autocast
 from nmt.search import STRATEGIES, BeamStep, Hypothesis, SearchOptions, max_lengths, sample_seed, sequence_log_probs
+from nmt.search.constraints import Constraint
 from nmt.search.prefix import WORD_START, Prefix, split_prefix
 
 #: line breaks and the other vertical whitespace str.splitlines splits on: a sentencepiece model
@@ -49,7 +50,8 @@ class Translation:
     search_score: length-normalised log-probability (what beam search ranks by); log_prob: the sum.
     src_pieces / tgt_pieces: subwords, each ending with "</s>"; attention: (T, S) weights,
     rows = tgt_pieces, columns = src_pieces (only when asked for); ids: the target subword ids
-    (without EOS).
+    (without EOS); unmet_constraints: the constraints it does not meet (the search reached the
+    length limit without them; empty: all met, or none asked for).
     """
 
     text: str  # one line: line breaks a model's pieces decode to are spaces (`one_line`)
@@ -59,6 +61,7 @@ class Translation:
     tgt_pieces: list[str]
     attention: torch.Tensor | None = None
     ids: list[int] = field(default_factory=list)
+    unmet_constraints: list[str] = field(default_factory=list)  # phrases asked for and not in it
 
     @property
     def score(self) -> float:
@@ -124,19 +127,25 @@ class Translator:
         attention: bool = False,
         no_unk: bool | None = None,
         prefixes: list[str] | None = None,
+        constraints: list[list[str]] | None = None,
     ) -> list[list[Translation]]:
         """The n_best translations of every line, best first. None means the config's default.
 
         beam 1 is greedy search. An empty (or blank) line gives one empty translation.
         `prefixes`: one per line, the text its outputs must begin with ("" for none; a last word
         not followed by a space may be unfinished: the output completes it, nmt.search.prefix).
+        `constraints`: one list per line, the phrases its outputs must contain (nmt.search.constraints;
+        an output that reached the length limit without one says so in `unmet_constraints`).
         """
         d = self.decoding(beam, alpha, n_best, no_unk)
         options = SearchOptions.of(d, attention=attention)
-        if prefixes is not None and len(prefixes) != len(lines):
-            raise DataError(f"{len(prefixes)} prefixes for {len(lines)} lines: expected one per line")
+        for given, name in ((prefixes, "prefixes"), (constraints, "constraint lists")):
+            if given is not None and len(given) != len(lines):
+                raise DataError(f"{len(given)} {name} for {len(lines)} lines: expected one per line")
         starts = None if prefixes is None else [self.prefix(text) for text in prefixes]
-        return self._decode(lines, STRATEGIES["greedy" if d.beam_size == 1 else "beam"], options, starts=starts)
+        terms = None if constraints is None else [tuple(map(self.constraint, phrases)) for phrases in constraints]
+        beam_search = d.beam_size > 1 or any(terms or ())  # a beam of one keeps its terms too
+        return self._decode(lines, STRATEGIES["beam" if beam_search else "greedy"], options, starts=starts, terms=terms)
 
     def prefix(self, text: str) -> Prefix:
         """The Prefix of a target text: its complete words' pieces, then its last word's characters;
@@ -144,6 +153,38 @@ class Translator:
         complete, typed = split_prefix(text)
         tokens = tuple(self.tgt_tok.encode([complete])[0]) if complete.strip() else ()
         return Prefix(tokens, WORD_START + typed if typed else "", new_word=bool(tokens) and not typed)
+
+    def constraint(self, phrase: str) -> Constraint:
+        """The Constraint of a target phrase: its pieces at a word's start (as the tokenizer gives
+        them), and inside a word (its first word's characters without the word-start mark,
+        spelled by the longest pieces that match, then the same pieces: never the output's first
+        token). A phrase with characters the target vocabulary cannot spell is a DataError."""
+        ids = self.tgt_tok.encode([phrase])[0]
+        if not ids or UNK in ids:
+            what = "is empty" if not ids else "has characters the target vocabulary cannot spell"
+            raise DataError(f"constraint {phrase!r} {what}")
+        spellings = [tuple(ids)]
+        first = self.target_pieces[ids[0]].removeprefix(WORD_START)
+        inside = self._spelled_inside(first) if first else ()
+        if inside is not None and (inside + tuple(ids[1:])) != spellings[0]:
+            spellings.append(inside + tuple(ids[1:]))
+        return Constraint(phrase, tuple(spellings), (False, True)[: len(spellings)])
+
+    def _spelled_inside(self, text: str) -> tuple[int, ...] | None:
+        """`text` as pieces that do not start a word, the longest that match first (None: cannot)."""
+        ids: list[int] = []
+        while text:
+            match = next((n for n in range(len(text), 0, -1) if text[:n] in self._piece_ids), None)
+            if match is None:
+                return None
+            ids.append(self._piece_ids[text[:match]])
+            text = text[match:]
+        return tuple(ids)
+
+    @functools.cached_property
+    def _piece_ids(self) -> dict[str, int]:
+        """Target piece string -> id (the special tokens left out)."""
+        return {piece: i for i, piece in enumerate(self.target_pieces) if i > EOS}
 
     @functools.cached_property
     def target_pieces(self) -> tuple[str, ...]:
@@ -193,11 +234,12 @@ class Translator:
         copies: int = 1,
         seed: int | None = None,
         starts: list[Prefix] | None = None,
+        terms: list[tuple[Constraint, ...]] | None = None,
     ) -> list[list[Translation]]:
         """Every line's outputs by search strategy `strategy` (of nmt.search.STRATEGIES), decoded
         `copies` times (sampling, with `seed`): copies x n_best translations per line, in order;
-        `starts`: a Prefix per line. Lines are batched by length; blank lines are not decoded and
-        get empty translations."""
+        `starts`: a Prefix per line; `terms`: its Constraints. Lines are batched by length; blank
+        lines are not decoded and get empty translations."""
         d = self.cfg.decoding
         ids = self.src_tok.encode(list(lines))
         empty = [Translation("", 0.0, 0.0, [], [])] * (copies * options.n_best)
@@ -213,12 +255,17 @@ class Translator:
                 rows = tuple(starts[todo[row // copies]] for row in batch.indices)
                 options = dataclasses.replace(options, prefixes=rows, pieces=self.target_pieces)
                 limit = torch.maximum(limit, torch.tensor([len(p) for p in rows]))
+            if terms is not None and any(terms):  # what each row's output must contain; the limit makes room
+                rows = tuple(terms[todo[row // copies]] for row in batch.indices)
+                options = dataclasses.replace(options, constraints=rows)
+                limit = limit + torch.tensor([sum(c.length for c in row) for row in rows])
             with self._autocast():
                 model = self._search_model([lines[todo[row // copies]] for row in batch.indices])
                 hyps = strategy(model, src, lengths, limit, options)
             for row, nbest in zip(batch.indices, hyps):
                 line = todo[row // copies]
-                outputs[line][row % copies] = [self._translation(ids[line], h) for h in nbest]
+                phrases = [c.phrase for c in terms[line]] if terms is not None else []
+                outputs[line][row % copies] = [self._translation(ids[line], h, phrases) for h in nbest]
         return [out if not line.strip() else [t for copy in out for t in copy] for line, out in zip(lines, outputs)]
 
     def score(
@@ -258,7 +305,8 @@ class Translator:
         """The model's precision in search and scoring: decoding.precision (log-probabilities stay fp32)."""
         return autocast(self.device, self.precision)
 
-    def _translation(self, src_ids: list[int], hyp: Hypothesis) -> Translation:
+    def _translation(self, src_ids: list[int], hyp: Hypothesis, phrases: list[str] = ()) -> Translation:
+        """The Translation of a hypothesis; `phrases`: its line's constraints (hyp.unmet indexes them)."""
         eos = ["</s>"]
         return Translation(
             one_line(self.tgt_tok.decode(hyp.tokens)),
@@ -268,6 +316,7 @@ class Translator:
             self.tgt_tok.pieces(hyp.tokens) + eos,
             None if hyp.attention is None else hyp.attention.float().cpu(),
             hyp.tokens,
+            [phrases[c] for c in hyp.unmet],
         )
 
     def too_long(self, lines: list[str]) -> list[tuple[int, int]]:
@@ -277,7 +326,14 @@ class Translator:
         return [(i, len(ids)) for i, ids in enumerate(self.src_tok.encode(lines)) if len(ids) > limit]
 
     def translate(
-        self, lines: list[str], beam: int | None = None, alpha: float | None = None, prefixes: list[str] | None = None
+        self,
+        lines: list[str],
+        beam: int | None = None,
+        alpha: float | None = None,
+        prefixes: list[str] | None = None,
+        constraints: list[list[str]] | None = None,
     ) -> list[str]:
-        """The best translation of every line, as text (beginning with its prefix, if given)."""
-        return [nbest[0].text for nbest in self.search(lines, beam, alpha, n_best=1, prefixes=prefixes)]
+        """The best translation of every line, as text (beginning with its prefix and containing
+        its constraints, if given)."""
+        results = self.search(lines, beam, alpha, n_best=1, prefixes=prefixes, constraints=constraints)
+        return [nbest[0].text for nbest in results]

@@ -28,9 +28,25 @@ function status(text, isError) {
   $("status").className = isError ? "error" : "";
 }
 
+// A server started with --token-file answers the API with 401 until the request carries its token:
+// the page asks for it once and keeps it for this tab only (sessionStorage), never in the address.
+async function api(path, options) {
+  for (let asked = false; ; asked = true) {
+    const token = sessionStorage.getItem("nmt-token");
+    const headers = { ...((options || {}).headers || {}), ...(token ? { Authorization: "Bearer " + token } : {}) };
+    const response = await fetch(path, { ...(options || {}), headers: headers });
+    if (response.status !== 401 || asked) return response;
+    const given = window.prompt(token ? "That token was refused; the server's token:" : "This server needs a token:");
+    if (!given) return response;
+    sessionStorage.setItem("nmt-token", given.trim());
+  }
+}
+
 async function loadInfo() {
   try {
-    const info = await (await fetch("/info")).json();
+    const response = await api("/info");
+    const info = await response.json();
+    if (!response.ok) throw new Error(info.error || response.statusText);
     const [src, tgt] = info.config.languages;
     $("model").textContent = `${info.model}: ${src} → ${tgt}, ${info.config.parameters.toLocaleString()} parameters, nmt ${info.version}`;
     $("beam").value = info.decoding.beam_size;
@@ -44,20 +60,23 @@ async function loadInfo() {
 async function translate() {
   const lines = $("src").value.replace(/\n+$/, "").split("\n");
   const beam = parseInt($("beam").value, 10) || 1;
-  const body = { src: lines, beam: beam, alpha: parseFloat($("alpha").value) || 0, attention: true,
+  const body = { src: lines, beam: beam, alpha: parseFloat($("alpha").value) || 0, attention: true, align: true,
                  n_best: Math.min(beam, parseInt($("nbest").value, 10) || 1) };
   const typed = $("prefix").value.split("\n");  // one prefix per sentence; none for the lines without
   if (typed.some((p) => p !== "")) body.prefix = lines.map((_, i) => typed[i] || "");
+  const terms = $("terms").value.split("\n").map((line) => line.split("|").map((t) => t.trim()).filter((t) => t));
+  if (terms.some((t) => t.length)) body.constraints = lines.map((_, i) => terms[i] || []);
   $("translate").disabled = true;
   status("translating…");
   try {
-    const response = await fetch("/translate", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                 body: JSON.stringify(body) });
+    const response = await api("/translate", { method: "POST", headers: { "Content-Type": "application/json" },
+                                               body: JSON.stringify(body) });
     const data = await response.json();
     if (!response.ok) throw new Error(data.error || response.statusText);
     results = data.translations.map((t, i) => ({ src: lines[i], ...t }));
     showResults();
-    const notes = data.notes.length ? " — " + data.notes.join("; ") : "";
+    const unmet = data.translations.flatMap((t, i) => (t.unmet_constraints || []).map((p) => `line ${i + 1} lacks "${p}"`));
+    const notes = data.notes.concat(unmet).length ? " — " + data.notes.concat(unmet).join("; ") : "";
     status(`${lines.length} line(s) in ${data.elapsed_ms.toFixed(0)} ms${notes}`);
   } catch (e) {
     status("error: " + e.message, true);
@@ -71,13 +90,35 @@ function showResults() {
   list.replaceChildren();
   results.forEach((r, i) => {
     const item = el("li", { "data-index": i });
-    item.append(el("div", { class: "src" }, r.src), el("span", { class: "tgt" }, r.text));
+    const src = words(r.src, "src", "div"), tgt = words(r.text, "tgt", "span");
+    item.append(src, tgt);
+    linkWords(src, tgt, r.alignment || []);
     if (r.tgt_pieces.length) item.append(el("span", { class: "score" }, r.score.toFixed(3)));
     item.addEventListener("click", () => select(i, 0));
     list.append(item);
   });
   const first = results.findIndex((r) => r.tgt_pieces.length);
   if (first >= 0) select(first, 0); else $("detail").hidden = true;
+}
+
+// a text as one element of word spans (as the alignment counts words: split at whitespace)
+function words(text, cls, tag) {
+  const node = el(tag, { class: cls });
+  text.split(/\s+/).filter(Boolean).forEach((w, i) => {
+    if (i) node.append(" ");
+    node.append(el("span", { class: "word", "data-word": i }, w));
+  });
+  return node;
+}
+
+// the mouse over an output word highlights the source word it is aligned with
+function linkWords(src, tgt, links) {
+  tgt.querySelectorAll(".word").forEach((word) => {
+    const sources = links.filter(([, j]) => j == word.dataset.word).map(([i]) => i);
+    const mark = (on) => sources.forEach((i) => src.querySelector(`[data-word="${i}"]`)?.classList.toggle("aligned", on));
+    word.addEventListener("mouseenter", () => mark(true));
+    word.addEventListener("mouseleave", () => mark(false));
+  });
 }
 
 function select(i, k) {
