@@ -131,17 +131,17 @@ class ConstraintRule:
         return tuple(c for c in range(len(self.constraints[sentence])) if not state.met >> c & 1)
 
     def ban_eos(self, log_probs: torch.Tensor, sentences: list[int], states: list[State], ending: list[bool]):
-        """log_probs (N, V) with EOS made -inf in each row r whose sentence `sentences[r]` has an
-        unmet constraint, unless `ending[r]` (past its length limit: it must end all the same)."""
+        """log_probs (N, V) with EOS made -inf, in place, in each row r whose sentence
+        `sentences[r]` has an unmet constraint, unless `ending[r]` (past its length limit: it must
+        end all the same)."""
         banned = [
-            not ending[r] and states[r].met != self.all_met[b] for r, b in enumerate(sentences) if self.constraints[b]
+            r
+            for r, b in enumerate(sentences)
+            if self.constraints[b] and not ending[r] and states[r].met != self.all_met[b]
         ]
-        if not any(banned):
-            return log_probs
-        rows = [r for r, b in enumerate(sentences) if self.constraints[b]]
-        mask = torch.zeros(log_probs.size(0), dtype=torch.bool)
-        mask[[r for r, ban in zip(rows, banned) if ban]] = True
-        return log_probs.masked_fill(mask.to(log_probs.device).unsqueeze(1) & _eos_column(log_probs), float("-inf"))
+        if banned:
+            log_probs[torch.tensor(banned, device=log_probs.device), EOS] = float("-inf")
+        return log_probs
 
     def allocate(
         self,
@@ -159,7 +159,7 @@ class ConstraintRule:
         constrained sentence by dynamic beam allocation, with priority falling along them (-inf
         for padding); an unconstrained sentence's as given, priority = score."""
         top_scores, top_rows, top_tokens = top
-        n, K = scores.shape
+        K = scores.size(1)
         todo = [i for i, b in enumerate(active) if self.constraints[b]]
         if not todo:
             return top_scores, top_rows, top_tokens, top_scores
@@ -217,10 +217,3 @@ class ConstraintRule:
     def _bank_after(self, group: int, state: State, token: int) -> int:
         """The progress of a hypothesis in `state` extended by `token` (EOS changes nothing)."""
         return self._progress_cached(group, state if token == EOS else self._advance_cached(group, state, token))
-
-
-def _eos_column(log_probs: torch.Tensor) -> torch.Tensor:
-    """(1, V) True at EOS."""
-    column = torch.zeros(1, log_probs.size(1), dtype=torch.bool, device=log_probs.device)
-    column[0, EOS] = True
-    return column
