@@ -35,6 +35,13 @@ class DataError(NmtError):
     kind = "data error"
 
 
+class ProcessLost(NmtError):
+    """In distributed training another process of the group stopped (killed, out of memory) or
+    cannot be reached, so this one stops too (nmt.training.distributed)."""
+
+    kind = "stopped"
+
+
 class CheckpointError(NmtError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
 

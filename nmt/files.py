@@ -40,8 +40,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            e.filename, e.filename2 = str(path), None  # the file being written, not its temporary name
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

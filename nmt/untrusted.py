@@ -70,11 +70,15 @@ def load_yaml(text: str, name: str, limit: int = MAX_YAML_VALUES) -> Any:
     with `name` (the file): invalid YAML (with its line; a key twice in one mapping is invalid),
     more than `limit` values once aliases are expanded, nesting deeper than Python's stack, an
     integer too long to convert."""
-    loader = _BoundedLoader(text, limit)
     try:
-        return loader.get_single_data()
+        return _load_bounded(text, limit)
     except _TooLarge:
         raise ConfigError(f"{name}: refused: more than {limit:,} values once its YAML aliases are expanded") from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (a control character, say)
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(
+            f"{name} line {line}: not valid YAML (the character U+{e.character:04X} is not allowed)"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -83,6 +87,14 @@ def load_yaml(text: str, name: str, limit: int = MAX_YAML_VALUES) -> Any:
         raise ConfigError(f"{name}: not valid YAML (nested too deeply)") from None
     except ValueError as e:  # int() of more than sys.get_int_max_str_digits() digits
         raise ConfigError(f"{name}: not valid YAML ({e})") from None
+
+
+def _load_bounded(text: str, limit: int) -> Any:
+    """The data of `text` through _BoundedLoader (whose constructor already reads the text: a
+    character YAML does not allow raises there)."""
+    loader = _BoundedLoader(text, limit)
+    try:
+        return loader.get_single_data()
     finally:
         loader.dispose()
 

@@ -21,6 +21,24 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _register_hypothesis_profiles() -> None:
+    """Property tests (tests/test_fuzz.py): "ci", the default, runs few examples in a fixed order
+    (derandomized: a failure in CI reproduces); "long" runs many, for a nightly-style run:
+    HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz.py."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # the test extra is not installed: test_fuzz.py skips itself
+        return
+    quiet = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+    common = {"deadline": None, "suppress_health_check": quiet, "database": None}  # no .hypothesis/ in the tree
+    settings.register_profile("ci", max_examples=15, derandomize=True, **common)
+    settings.register_profile("long", max_examples=1000, print_blob=True, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_register_hypothesis_profiles()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_state_dir(tmp_path_factory: pytest.TempPathFactory):
     """Before anything else runs: NMT_STATE_DIR in tmp for the whole session."""
@@ -216,3 +234,42 @@ def validations_as_evaluated(run: Path, nmt_cli, out: Path) -> list[dict]:
         printed = [line.split("  ")[0] for line in result.stdout.splitlines()[1:4]]
         assert printed == logged, f"validation at step {step}: logged {logged}, evaluated {printed}"
     return valid
+
+
+# --- a full disk: a small tmpfs, filled -------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(path, *options): a small tmpfs at `path`, unmounted after the test; the test is
+    skipped where mounting fails (not root, no mount(8), a container without the right)."""
+    mounted = []
+
+    def mount(path: Path, *options: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)], capture_output=True, text=True
+            )
+        except OSError as e:
+            pytest.skip(f"cannot mount a tmpfs here ({e})")
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(folder: Path, leave: int) -> Path:
+    """Fill the file system of `folder` but `leave` bytes (less than a checkpoint, more than the logs need)."""
+    stats = os.statvfs(folder)
+    size = stats.f_bavail * stats.f_frsize - leave
+    filler = folder / "filler"
+    with filler.open("wb") as f:
+        for _ in range(size // (1 << 20)):
+            f.write(b"\0" * (1 << 20))
+        f.write(b"\0" * (size % (1 << 20)))
+    return filler

@@ -18,7 +18,7 @@ import torch
 import torch.multiprocessing as mp
 from conftest import REPO_ROOT, tiny_dates_config, validations_as_evaluated
 
-from nmt.config import Config, save_config
+from nmt.config import Config, load_config, save_config
 from nmt.data.prepare import prepare_data
 from nmt.errors import NmtError
 from nmt.rundir.checkpoint import load_checkpoint
@@ -145,6 +145,31 @@ def test_two_processes_write_one_run_and_resume_exactly(tmp_path):
 
 
 @pytest.mark.slow  # (.ci/run runs it after the default suite)
+def test_two_processes_train_on_rank_0s_sampled_segmentations_and_resume_exactly(tmp_path):
+    """Subword regularisation under torchrun: rank 0 makes each epoch's segmentation, every rank
+    maps it; a run stopped inside its second epoch and resumed equals the run straight through."""
+
+    def sampled(run: str, steps: int) -> str:
+        cfg = load_config(write_config(tmp_path, run, max_steps=steps))
+        cfg.tokenizer.sampling.alpha = 0.3
+        save_config(cfg, tmp_path / f"{run}.yaml")
+        return str(tmp_path / f"{run}.yaml")
+
+    whole = torchrun(tmp_path, sampled("whole", 20))
+    assert whole.returncode == 0, whole.stderr
+    epochs = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["progress"]["epoch"]
+    assert epochs >= 3
+    first = torchrun(tmp_path, sampled("parts", 11))
+    assert first.returncode == 0, first.stderr
+    resumed = torchrun(tmp_path, str(tmp_path / "parts"), "--resume", "--set", "training.max_steps=20")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "parts" / "checkpoints" / "last.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
 def test_the_dev_scores_two_processes_log_are_those_of_each_steps_checkpoint(tmp_path, nmt_cli):
     """torchrun with 2 processes, each validating half of the dev set: every validation's
     logged greedy BLEU, chrF and exact match are what `nmt evaluate --beam 1` reports for that
@@ -223,3 +248,95 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch):
     assert Processes(rank=3, local_rank=1, world_size=4, local_size=2).device(cuda) == torch.device("cuda", 1)
     assert Processes().device(cuda) == cuda  # one process: the config's device as it is
     assert Processes(world_size=2, local_size=2).device(torch.device("cpu")) == torch.device("cpu")
+
+
+# --- a rank lost ------------------------------------------------------------------------------------
+
+
+def rank_pid(config: Path, rank: int, seconds: float = 60) -> int:
+    """The process id of `rank` among the `nmt train CONFIG` processes torchrun started."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for pid in subprocess.run(
+            ["pgrep", "-f", f"nmt train {config}"], capture_output=True, text=True
+        ).stdout.split():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"RANK={rank}".encode() in environ and b"TORCHELASTIC_RUN_ID" in b"".join(environ):
+                return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no rank {rank} of {config} found")
+
+
+MOMENTS = {  # when to kill: what the run directory shows (metrics.jsonl, train.log, checkpoints/)
+    "before the first step": lambda run: "parameters, device" in _text(run / "train.log") and not _records(run),
+    "in a step": lambda run: len(_records(run, "train")) >= 2,
+    # step 4 validates (dev loss, translations, a checkpoint) before its train record is written
+    "in a validation": lambda run: len(_records(run, "train")) >= 3 and not _records(run, "valid"),
+    "while rank 0 saves": lambda run: any(p.name.endswith(".tmp") for p in (run / "checkpoints").glob(".*")),
+}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _records(run: Path, kind: str | None = None) -> list[dict]:
+    lines = _text(run / "metrics.jsonl").splitlines()
+    records = [json.loads(line) for line in lines if line.endswith("}")]
+    return [r for r in records if kind is None or r["kind"] == kind]
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
+@pytest.mark.parametrize(
+    ("killed", "moment"),
+    [
+        (1, "before the first step"),
+        (1, "in a step"),
+        (0, "in a validation"),
+        (0, "while rank 0 saves"),
+        (1, "while rank 0 saves"),
+    ],
+)
+def test_a_rank_killed_stops_the_others_with_one_line_and_the_run_resumes(tmp_path, moment, killed):
+    """SIGKILL to one of 2 ranks (rank 0 or 1) at a given moment: the other stops within 60 s
+    with one line and no traceback; the same torchrun command with --resume finishes the run,
+    and it translates."""
+    config = write_config(tmp_path, "run", max_steps=12, valid_every=4)
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*TORCHRUN_TRAIN, str(config)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = rank_pid(config, killed)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline and not MOMENTS[moment](run):
+        time.sleep(0.001)
+    if moment == "in a validation":
+        time.sleep(0.05)  # into step 4: its validation is most of it
+    assert proc.poll() is None, f"the run ended before {moment}"
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    _, stderr = proc.communicate(timeout=120)
+    assert time.time() - killed_at < 60 and proc.returncode != 0
+    ours = [line for line in stderr.splitlines() if line.startswith(("nmt: ", "[rank"))]
+    assert not any("Traceback" in line for line in ours), stderr[-3000:]
+    assert len([line for line in ours if line.startswith("nmt: ")]) == 1, stderr[-3000:]
+    resumed = torchrun(tmp_path, str(config), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["progress"]["step"] == 12
+    translated = subprocess.run(
+        [sys.executable, "-m", "nmt", "translate", "-m", str(run), "-i", str(tmp_path / "dates" / "dev.src")],
+        capture_output=True,
+        text=True,
+    )
+    assert translated.returncode == 0 and len(translated.stdout.splitlines()) == 20, translated.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, check_one_line_error, tiny_dates_config
+from conftest import REPO_ROOT, check_one_line_error, fill, tiny_dates_config
 
 import nmt
 from nmt.config import save_config
@@ -150,42 +150,6 @@ def test_a_second_trainer_on_a_run_directory_in_use_refuses_naming_the_first(tmp
 
 
 # --- a full disk ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """mount(path, *options): a small tmpfs at `path`, unmounted after the test; the test is
-    skipped where mounting fails (not root, no mount(8), a container without the right)."""
-    mounted = []
-
-    def mount(path: Path, *options: str) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            result = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)], capture_output=True, text=True
-            )
-        except OSError as e:
-            pytest.skip(f"cannot mount a tmpfs here ({e})")
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in mounted:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(folder: Path, leave: int) -> Path:
-    """Fill the file system of `folder` but `leave` bytes (less than a checkpoint, more than the logs need)."""
-    stats = os.statvfs(folder)
-    size = stats.f_bavail * stats.f_frsize - leave
-    filler = folder / "filler"
-    with filler.open("wb") as f:
-        for _ in range(size // (1 << 20)):
-            f.write(b"\0" * (1 << 20))
-        f.write(b"\0" * (size % (1 << 20)))
-    return filler
 
 
 @pytest.mark.slow  # (.ci/run runs it after the default suite)

@@ -14,6 +14,7 @@ from nmt.config.sections import (
     DataConfig,
     DecodingConfig,
     ModelConfig,
+    SamplingConfig,
     TokenizerConfig,
     TrainingConfig,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "DataConfig",
     "DecodingConfig",
     "ModelConfig",
+    "SamplingConfig",
     "TokenizerConfig",
     "TrainingConfig",
     "config_from_dict",

@@ -134,6 +134,11 @@ def _validate(cfg: Config) -> None:
     if embeddings and {"encoder", "decoder", "output"} <= frozen:
         raise ConfigError("training.freeze: every part of the model is frozen: nothing would train")
     t = cfg.tokenizer
+    if t.type != "unigram" and t.sampling.alpha > 0:
+        raise ConfigError(
+            f"tokenizer.sampling.alpha: subword regularisation needs tokenizer.type unigram, got {t.type} "
+            "(BPE-dropout is not offered: see docs/better_models.md)"
+        )
     if t.joint and (t.src_model or t.tgt_model):
         raise ConfigError("tokenizer.src_model: only with tokenizer.joint: false (use tokenizer.model)")
     if not t.joint and t.model:

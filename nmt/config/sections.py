@@ -32,6 +32,8 @@ BEAM = _up_to(1000)
 LENGTH_RATIO = (lambda x: 0 < x <= 10, "a number in (0, 10]", "")
 ALPHA = (lambda x: 0 <= x <= 10, "a number in [0, 10]", "")  # lp(T) = T^10 is already 1e30 at T = 1000
 LENGTH_OFFSET = _up_to(1000, low=0)
+SAMPLING_ALPHA = (lambda x: 0 <= x <= 10, "a number in [0, 10]", "")
+NBEST = _up_to(512, low=2)  # sentencepiece's largest n-best
 SEED = (lambda x: -(2**63) <= x < 2**63, "", "an integer in [-2^63, 2^63 - 1] (torch.manual_seed's range, with room)")
 
 
@@ -69,6 +71,22 @@ class DataConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """Subword regularisation (Kudo 2018): each epoch the training pairs are segmented afresh,
+    every word drawn from its n best segmentations by P^alpha (unigram models; nmt.data.sampling).
+    Dev, test and translation always use the one best segmentation."""
+
+    alpha: float = _f(
+        0.0,
+        SAMPLING_ALPHA,
+        "0 off; else the sharpness of the distribution a word's segmentation is drawn from "
+        "(P^alpha: lower is more varied; Kudo used 0.1-0.5)",
+    )
+    nbest_size: int = _f(64, NBEST, "each word is drawn from its n best segmentations")
+    sides: Literal["both", "source", "target"] = _f("both", help="which side of the training pairs is sampled")
+
+
+@dataclass
 class TokenizerConfig:
     """SentencePiece, trained on the training data at the start of `nmt train` unless given."""
 
@@ -86,6 +104,7 @@ class TokenizerConfig:
         help="with training.init_from: train new sentencepiece models on this data and copy the parent's "
         "embedding and output rows of the pieces both know (else the parent's models are used)",
     )
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,17 +72,19 @@ def prepare_data(
         raise ConfigError("data.train: expected the prefix of the training files, got nothing")
     generate_data(cfg)
     paths = (split_path(d.train, d.src_lang), split_path(d.train, d.tgt_lang))
-    inputs = [_file_stats(path) for path in paths]
+    inputs = [file_stats(path) for path in paths]
     cache = Path(cfg.run_dir) / CORPUS
     header = read_header(cache)
-    recipe = _json({"tokenizer": dataclasses.asdict(cfg.tokenizer), "seed": cfg.seed, "inputs": inputs})
+    # what made the sentencepiece models (tokenizer.sampling does not change them)
+    settings = {k: v for k, v in dataclasses.asdict(cfg.tokenizer).items() if k != "sampling"}
+    recipe = json_value({"tokenizer": settings, "seed": cfg.seed, "inputs": inputs})
     if tokenizers is None:
         tokenizers, recipe = _tokenizers(cfg, log, paths, header, recipe)
     else:
         recipe = None  # made elsewhere (a checkpoint's): nothing says from what
     src_tok, tgt_tok = tokenizers
     models, limits = [_sha256(src_tok), _sha256(tgt_tok)], [d.max_src_length, d.max_tgt_length]
-    fingerprint = _json({"inputs": inputs, "models": models, "max_lengths": limits})
+    fingerprint = json_value({"inputs": inputs, "models": models, "max_lengths": limits})
     if header is not None and header["fingerprint"] == fingerprint:
         train = BinaryCorpus(cache)
         reused = f", encoded before: {cache}"
@@ -97,12 +100,12 @@ def prepare_data(
     return src_tok, tgt_tok, train, dev
 
 
-def _json(value):
+def json_value(value):
     """`value` as it reads back from JSON (tuples become lists): comparable with a header's."""
     return json.loads(json.dumps(value))
 
 
-def _file_stats(path: Path) -> dict:
+def file_stats(path: Path) -> dict:
     stat = path.stat()
     return {"path": str(path.absolute()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -164,18 +167,31 @@ def encode_threads(num_threads: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+#: encodes block k of the training pairs: (k, source lines, target lines) -> their id lists
+BlockEncoder = Callable[[int, list[str], list[str]], tuple[list[list[int]], list[list[int]]]]
+
+
 def encode_corpus(
-    cfg: Config, paths: tuple[Path, Path], tokenizers: tuple[Tokenizer, Tokenizer], cache: Path, header: dict, log: Log
+    cfg: Config,
+    paths: tuple[Path, Path],
+    tokenizers: tuple[Tokenizer, Tokenizer],
+    cache: Path,
+    header: dict,
+    log: Log,
+    encoder: BlockEncoder | None = None,
 ) -> BinaryCorpus:
-    """Stream the training files, encode them block by block and write the corpus file (pairs
-    with an empty side or beyond the length limits left out), atomically: a kill or an error
-    leaves the old file or none, never one cut short."""
+    """Stream the training files, encode them block by block (with the tokenizers' best
+    segmentation, or `encoder`: one call per block, in one thread, in order) and write the
+    corpus file (pairs with an empty side or beyond the length limits left out), atomically: a
+    kill or an error leaves the old file or none, never one cut short."""
     d, (src_tok, tgt_tok) = cfg.data, tokenizers
     threads, limits = encode_threads(cfg.training.num_threads), (d.max_src_length, d.max_tgt_length)
     src, tgt = LineReader(paths[0]), LineReader(paths[1])
     t0 = time.time()
 
-    def encode(a: list[str], b: list[str]) -> tuple[list, list]:
+    def encode(block: int, a: list[str], b: list[str]) -> tuple[list, list]:
+        if encoder is not None:
+            return encoder(block, a, b)
         return src_tok.encode(a, threads), tgt_tok.encode(b, threads)
 
     def store(writer: CorpusWriter, encoding, lines: int, size: int, progress) -> None:
@@ -190,8 +206,8 @@ def encode_corpus(
             with ThreadPoolExecutor(1, thread_name_prefix="nmt-encode") as pool:
                 pending: list = []  # (the block's encoding, its lines, its bytes)
                 position = 0
-                for a, b in parallel_blocks(src, tgt):
-                    pending.append((pool.submit(encode, a, b), len(a), src.position - position))
+                for block, (a, b) in enumerate(parallel_blocks(src, tgt)):
+                    pending.append((pool.submit(encode, block, a, b), len(a), src.position - position))
                     position = src.position
                     if len(pending) == 2:
                         store(writer, *pending.pop(0), progress)

@@ -65,6 +65,22 @@ class Tokenizer:
             return [self.sp.encode(line) for line in lines]
         return self.sp.encode(lines, num_threads=threads)
 
+    @property
+    def kind(self) -> str:
+        """The model's type: "unigram", "bpe", "word" or "char"."""
+        from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+        proto = model_pb2.ModelProto.FromString(self.model_proto)
+        return model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type).lower()
+
+    def nbest(self, text: str, n: int) -> list[list[int]]:
+        """The n best segmentations of `text` (unigram models), best first."""
+        return self.sp.nbest_encode_as_ids(text, n)
+
+    def piece_scores(self) -> list[float]:
+        """Each piece's score: its log probability in a unigram model."""
+        return [self.sp.get_score(i) for i in range(len(self))]
+
     def decode(self, ids: list[int]) -> str:
         """Detokenized text of subword ids."""
         return self.sp.decode(ids)

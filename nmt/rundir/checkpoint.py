@@ -20,7 +20,7 @@ import torch
 
 from nmt.errors import CheckpointError
 from nmt.files import atomic_write
-from nmt.rundir.contents import MODEL_KEYS, dev_metrics, step_of
+from nmt.rundir.contents import MODEL_KEYS, dev_metrics, model_contents_problem, step_of
 from nmt.rundir.layout import LINKS, STEP_FILE, checkpoint_path, step_path
 
 FORMAT_VERSION = 1
@@ -154,8 +154,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     missing = [key for key in MODEL_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint (no {', '.join(missing)})")
-    if isinstance(state["model"], dict):  # weights stored in int8 (`nmt average --int8`) come back as fp32
-        state["model"] = {k: _dequantized(v) for k, v in state["model"].items()}
+    problem = model_contents_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: damaged checkpoint ({problem})")
+    state["model"] = {k: _dequantized(v) for k, v in state["model"].items()}  # int8 weights come back as fp32
     return state
 
 

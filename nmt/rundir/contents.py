@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from nmt.untrusted import short_repr
+
 #: what every checkpoint holds: enough to translate
 MODEL_KEYS = ("config", "tokenizers", "model")
 #: what a step file of a training run adds: enough to resume exactly ("scaler" and "rng_ranks"
@@ -45,6 +49,25 @@ def averaged_contents(model: dict[str, Any], summary: dict) -> dict[str, Any]:
     return {**model, "averaged": summary}
 
 
+def model_contents_problem(state: dict[str, Any]) -> str | None:
+    """What makes a checkpoint's MODEL_KEYS (all present) other than `model_contents` writes them
+    (None: nothing): the config a mapping, the tokenizers {"src": bytes, "tgt": bytes or None},
+    the weights a mapping of names to tensors."""
+    tokenizers, weights = state["tokenizers"], state["model"]
+    if not isinstance(state["config"], dict):
+        return f"config: expected a mapping, got {short_repr(state['config'])}"
+    if not (isinstance(tokenizers, dict) and isinstance(tokenizers.get("src"), bytes)):
+        return f"tokenizers: expected {{src: bytes, tgt: bytes or null}}, got {short_repr(tokenizers)}"
+    if not isinstance(tokenizers.get("tgt"), (bytes, type(None))):
+        return f"tokenizers: expected {{src: bytes, tgt: bytes or null}}, got {short_repr(tokenizers)}"
+    if not isinstance(weights, dict):
+        return f"model: expected a mapping of weights, got {short_repr(weights)}"
+    for name, value in weights.items():
+        if not (isinstance(name, str) and isinstance(value, torch.Tensor)):
+            return f"model: expected tensors by name, got {short_repr(name)}: {short_repr(value)}"
+    return None
+
+
 def model_part(state: dict[str, Any]) -> dict[str, Any]:
     """Only what translating needs (what a decoding worker is sent)."""
     return {key: state[key] for key in MODEL_KEYS}
@@ -61,14 +84,81 @@ def can_resume(state: dict[str, Any], progress_keys: frozenset[str]) -> bool:
 
 
 def step_of(state: dict[str, Any]) -> int:
-    """The optimizer step a training checkpoint was written at (-1: not a training checkpoint)."""
-    return int(state.get("progress", {}).get("step", -1))
+    """The optimizer step a training checkpoint was written at (-1: not a training checkpoint,
+    or one whose step is not an integer)."""
+    progress = state.get("progress")
+    step = progress.get("step", -1) if isinstance(progress, dict) else -1
+    return step if _is_int(step) else -1
 
 
 def dev_metrics(state: dict[str, Any]) -> dict[str, float]:
     """The dev metric (valid_metric, higher is better) of each step file's step, by str(step), as
-    recorded in a training checkpoint ({} for others)."""
-    return state.get("progress", {}).get("scores", {})
+    recorded in a training checkpoint ({} for others, and for scores that are not such a map)."""
+    progress = state.get("progress")
+    scores = progress.get("scores", {}) if isinstance(progress, dict) else {}
+    return scores if _scores_problem(scores) is None else {}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_random_state(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
+def _is_rank_state(value: Any) -> bool:
+    """{"cpu": a random state, "cuda": a random state or None}: one rank's random states."""
+    if not isinstance(value, dict) or not _is_random_state(value.get("cpu")):
+        return False
+    return value.get("cuda") is None or _is_random_state(value["cuda"])
+
+
+#: the progress values resuming reads, and what each must be (nmt.training.state.Progress)
+_PROGRESS_VALUES = {
+    "step": (_is_int, "an integer"),
+    "epoch": (_is_int, "an integer"),
+    "bad_validations": (_is_int, "an integer"),
+    "batches_done": (_is_int, "an integer"),
+    "last_valid": (_is_int, "an integer"),
+    "best": (lambda v: v is None or _is_number(v), "a number or null"),
+    "best_saved": (lambda v: v is None or _is_number(v), "a number or null"),
+    "seconds": (_is_number, "a number"),
+}
+
+
+def _scores_problem(scores: Any) -> str | None:
+    if not isinstance(scores, dict):
+        return "expected a mapping"
+    for step, metric in scores.items():
+        if not (isinstance(step, str) and step.isdecimal() and _is_number(metric)):
+            return f"expected step: number, got {short_repr(step)}: {short_repr(metric)}"
+    return None
+
+
+def training_state_problem(state: dict[str, Any]) -> str | None:
+    """What makes a step file's training state (TRAINING_KEYS, all present) unusable for resuming:
+    a progress value, the schedule or a random state of the wrong type (None: nothing). Checked
+    before anything is restored: a damaged or crafted file stops with one line, not deep inside
+    training."""
+    progress, schedule = state["progress"], state["schedule"]
+    if not isinstance(progress, dict):
+        return f"progress: expected a mapping, got {short_repr(progress)}"
+    for key, (valid, what) in _PROGRESS_VALUES.items():
+        if key in progress and not valid(progress[key]):
+            return f"progress.{key}: expected {what}, got {short_repr(progress[key])}"
+    if "scores" in progress and (problem := _scores_problem(progress["scores"])):
+        return f"progress.scores: {problem}"
+    if not (isinstance(schedule, dict) and _is_number(schedule.get("scale")) and _is_int(schedule.get("bad"))):
+        return f"schedule: expected {{scale: number, bad: integer}}, got {short_repr(schedule)}"
+    ranks = state.get("rng_ranks") or [{"cpu": state["rng"], "cuda": None}]
+    if not isinstance(ranks, list) or not all(_is_rank_state(r) for r in ranks):
+        return "rng_ranks: expected a list of random states (byte tensors), one per process"
+    return None
 
 
 def rank_random_states(state: dict[str, Any]) -> list[dict]:

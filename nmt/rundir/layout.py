@@ -17,9 +17,12 @@
         best.pt, last.pt    hard links to two of them
       events/
         events.out.tfevents.*   metrics.jsonl's scalars for TensorBoard (training.tensorboard)
+      segmentations/
+        epoch-N.bin         an epoch's sampled segmentation of the training pairs, made one epoch
+                            ahead (tokenizer.sampling; nmt.data.sampling): the current and next kept
 
 What nmt owns in a run (what a new run may delete, nmt.rundir.rules) is OWNED_FILES, made of
-the names above, and in the two folders of OWNED_FOLDERS the files their patterns match; a test
+the names above, and in the folders of OWNED_FOLDERS the files their patterns match; a test
 checks that no other module spells one of them.
 """
 
@@ -42,6 +45,7 @@ LEARNING_CURVES = "learning_curves.png"
 TUNE_PLOT = "tune.png"
 CHECKPOINTS = "checkpoints"
 EVENTS = "events"
+SEGMENTATIONS = "segmentations"
 #: the splits whose translations a run keeps (SPLIT.hyp)
 SPLITS = ("test", "dev")
 #: (source, target) sentencepiece model files, by tokenizer.joint
@@ -76,7 +80,12 @@ OWNED_FILES = frozenset(
 #: the names nmt writes in checkpoints/
 CHECKPOINT_FILE = re.compile("|".join([STEP_FILE.pattern, *(re.escape(f"{name}.pt") for name in LINKS)]))
 #: the folders of a run, each with the pattern of the names nmt writes in it
-OWNED_FOLDERS = {CHECKPOINTS: CHECKPOINT_FILE, EVENTS: re.compile(r"events\.out\.tfevents\..+")}
+SAMPLED_EPOCH = re.compile(r"epoch-(\d+)\.bin")  # segmentations/epoch-N.bin
+OWNED_FOLDERS = {
+    CHECKPOINTS: CHECKPOINT_FILE,
+    EVENTS: re.compile(r"events\.out\.tfevents\..+"),
+    SEGMENTATIONS: SAMPLED_EPOCH,
+}
 
 
 def checkpoint_path(run_dir: str | Path, name: str) -> Path:
@@ -87,6 +96,11 @@ def checkpoint_path(run_dir: str | Path, name: str) -> Path:
 def step_path(run_dir: str | Path, step: int) -> Path:
     """RUN_DIR/checkpoints/step-N.pt of training step N."""
     return checkpoint_path(run_dir, f"step-{step:08d}")
+
+
+def sampled_epoch_path(run_dir: str | Path, epoch: int) -> Path:
+    """RUN_DIR/segmentations/epoch-N.bin: epoch N's sampled segmentation of the training pairs."""
+    return Path(run_dir) / SEGMENTATIONS / f"epoch-{epoch:05d}.bin"
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:

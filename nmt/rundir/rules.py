@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nmt.errors import CheckpointError, ConfigError
 from nmt.rundir.checkpoint import link_checkpoint, load_checkpoint, step_files
-from nmt.rundir.contents import can_resume, dev_metrics, step_of
+from nmt.rundir.contents import TRAINING_KEYS, can_resume, dev_metrics, step_of, training_state_problem
 from nmt.rundir.layout import CHECKPOINT_FILE, CHECKPOINTS, CORPUS, LOCK, OWNED_FILES, OWNED_FOLDERS, checkpoint_path
 
 TEMPORARY = re.compile(r"\.(.+)\.\w+\.tmp")  # .NAME.XXXX.tmp: an atomic write of NAME cut short
@@ -26,11 +26,12 @@ TEMPORARY = re.compile(r"\.(.+)\.\w+\.tmp")  # .NAME.XXXX.tmp: an atomic write o
 
 @contextlib.contextmanager
 def writing(path: Path):
-    """Turn an OSError (a full disk, no permission) while writing `path` into a one-line CheckpointError."""
+    """Turn an OSError (a full disk, no permission) while writing `path` (a file, or files in a
+    folder) into a one-line CheckpointError naming the file."""
     try:
         yield
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot write ({e.strerror or e})") from None
+        raise CheckpointError(f"{e.filename or path}: cannot write ({e.strerror or e})") from None
 
 
 class RunLock:
@@ -160,6 +161,10 @@ def find_resumable(run_dir: Path, required: frozenset[str]) -> tuple[Path, dict,
             state = load_checkpoint(path)
         except CheckpointError as e:
             failure = failure or e
+            continue
+        problem = all(key in state for key in TRAINING_KEYS) and training_state_problem(state)
+        if problem:  # damaged (or crafted): as one that does not load
+            failure = failure or CheckpointError(f"{path}: cannot resume from it: {problem}")
             continue
         if not can_resume(state, required):
             raise CheckpointError(

@@ -28,7 +28,9 @@ and sends no messages at all. How the work is split (see nmt.training.job and nm
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +38,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nmt.errors import NmtError
+from nmt.errors import NmtError, ProcessLost
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,21 @@ class Processes:
             raise value
         return value
 
+    @contextlib.contextmanager
+    def stop_together(self):
+        """Turn the error a collective raises when another process of the group is gone (killed,
+        out of memory: gloo and NCCL see the connection close) into one line, ProcessLost; the
+        process then ends as after any error, and the run resumes from its last checkpoint."""
+        try:
+            yield
+        except RuntimeError as e:
+            if not (self.distributed and _lost_a_process(e)):
+                raise
+            raise ProcessLost(
+                f"another process of the group stopped or cannot be reached ({_reason(e)}); "
+                "continue from the last checkpoint: the same torchrun command with --resume"
+            ) from None
+
     def all_sum(self, *values: float) -> list[float]:
         """The sums over all ranks of each value (float64, through gloo on the CPU)."""
         if not self.distributed:
@@ -124,6 +141,23 @@ class Processes:
         for rank, share in enumerate(shares):
             out[rank :: self.world_size] = share
         return out
+
+
+def _lost_a_process(error: RuntimeError) -> bool:
+    """Whether a collective failed because a peer went away (rather than a bug or a bad tensor)."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL")
+    )
+
+
+def _reason(error: RuntimeError) -> str:
+    """The backend's words, short: gloo's "[.../pair.cc:537] Read error [127.0.0.1]:39658:
+    Connection reset by peer. This is typically caused by..." -> "Read error ...: Connection
+    reset by peer"."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)  # the source location
+    return text.split(". ")[0][:200] or type(error).__name__
 
 
 def from_environment() -> Processes:

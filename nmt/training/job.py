@@ -98,42 +98,49 @@ def train(
     procs, joined = distributed.start()
     lock = RunLock()  # rank 0 holds it from _open_run to the end
     try:
-        cfg, state, parent, notes = procs.on_main(_open_run, config, overrides, overwrite, resume, lock)
-        run_dir = Path(cfg.run_dir)
-        device = procs.device(runtime.resolve_device(cfg.device))
-        if device.type == "cuda" and procs.distributed:
-            torch.cuda.set_device(device)  # this rank's GPU: where NCCL and DDP work
-        log = Log(run_dir if procs.is_main else None)
-        try:
-            for note in notes:
-                log(note)
-            torch.manual_seed(cfg.seed)
-            runtime.configure(cfg.training.num_threads)
-            # the other ranks receive the tokenizers, the dev split and the corpus's path: they map
-            # the file rank 0 wrote (see nmt.training.distributed)
-            src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state, parent)
-            log.open()
-            if cfg.training.tensorboard:
-                log.events(None if state is None else step_of(state))
-            trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs, parent)
-            if state is not None:
-                trainer.restore(state)
-                log(
-                    f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.progress.step}, "
-                    f"epoch {trainer.progress.epoch}"
-                )
-            trainer.run()
-            joined = distributed.finish(joined, together=True)  # the rest is rank 0's alone
-            if procs.is_main:
-                remember_run(run_dir)
-                if cfg.data.test:
-                    test_report(run_dir, cfg, log)
-                draw_learning_curves(run_dir, log)
-        finally:
-            log.close()
+        with procs.stop_together():  # another rank lost: one line, not gloo's traceback
+            return _train(procs, joined, lock, (config, overrides, overwrite, resume))
     finally:
         lock.release()
         distributed.finish(joined)
+
+
+def _train(procs: distributed.Processes, joined: bool, lock: RunLock, arguments: tuple) -> Path:
+    """`train` in the process group `procs` (`joined`: this call created it): the run opened,
+    its data prepared, trained, its test split scored and its curves drawn."""
+    cfg, state, parent, notes = procs.on_main(_open_run, *arguments, lock)
+    run_dir = Path(cfg.run_dir)
+    device = procs.device(runtime.resolve_device(cfg.device))
+    if device.type == "cuda" and procs.distributed:
+        torch.cuda.set_device(device)  # this rank's GPU: where NCCL and DDP work
+    log = Log(run_dir if procs.is_main else None)
+    try:
+        for note in notes:
+            log(note)
+        torch.manual_seed(cfg.seed)
+        runtime.configure(cfg.training.num_threads)
+        # the other ranks receive the tokenizers, the dev split and the corpus's path: they map
+        # the file rank 0 wrote (see nmt.training.distributed)
+        src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state, parent)
+        log.open()
+        if cfg.training.tensorboard:
+            log.events(None if state is None else step_of(state))
+        trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs, parent)
+        if state is not None:
+            trainer.restore(state, str(checkpoint_path(run_dir, "last")))  # (tidy_for_resume linked it)
+            log(
+                f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.progress.step}, "
+                f"epoch {trainer.progress.epoch}"
+            )
+        trainer.run()
+        distributed.finish(joined, together=True)  # the rest is rank 0's alone
+        if procs.is_main:
+            remember_run(run_dir)
+            if cfg.data.test:
+                test_report(run_dir, cfg, log)
+            draw_learning_curves(run_dir, log)
+    finally:
+        log.close()
     return run_dir
 
 
@@ -269,6 +276,15 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
                 )
 
 
+def _resumed_tokenizers(state: dict, run_dir: Path) -> tuple[Tokenizer, Tokenizer]:
+    """The sentencepiece models of the checkpoint resumed from (last.pt: tidy_for_resume linked
+    it); damaged ones are a CheckpointError naming it."""
+    try:
+        return checkpoint_tokenizers(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{checkpoint_path(run_dir, 'last')}: cannot resume from it: {e}") from None
+
+
 def _prepare_run(
     cfg: Config, log: Log, state: dict | None, parent: Parent | None = None
 ) -> tuple[Tokenizer, Tokenizer, BinaryCorpus, Split | None]:
@@ -276,7 +292,7 @@ def _prepare_run(
     with the resolved config, the sentencepiece models and a fine-tuning run's lineage written
     into the run directory (a new run's, cleared of an earlier run's files first; the training
     corpus, just checked or made, stays)."""
-    tokenizers = None if state is None else checkpoint_tokenizers(state)
+    tokenizers = None if state is None else _resumed_tokenizers(state, Path(cfg.run_dir))
     if parent is not None and not cfg.tokenizer.remap:
         tokenizers = parent_tokenizers(parent)
     src_tok, tgt_tok, corpus, dev = prepare_data(cfg, log, tokenizers)
@@ -346,8 +362,11 @@ def draw_learning_curves(run_dir: Path, log: Log) -> None:
     """RUN_DIR/learning_curves.png, or a note when it cannot be drawn (matplotlib not installed,
     or any failure while drawing): a finished training stays a success."""
     try:
-        log(f"learning curves: {learning_curves_png(run_dir, note=log)}")
+        path = learning_curves_png(run_dir, note=log)
     except MissingDependency as e:
         log(f"learning curves not drawn: {e}")
+        return
     except Exception as e:  # noqa: BLE001 - a picture is never worth failing a finished training
         log(f"learning curves not drawn: {' '.join(str(e).split()) or type(e).__name__}")
+        return
+    log(f"learning curves: {path}")  # (train.log failing to take this line is an error, as any)

@@ -22,8 +22,9 @@ from nmt import runtime
 from nmt.config import Config, config_to_dict
 from nmt.data.batching import BatchSampler, PairCorpus, sorted_batches
 from nmt.data.prepare import Split
+from nmt.data.sampling import SampledEpochs
 from nmt.data.tokenizer import Tokenizer
-from nmt.errors import DataError, Interrupted
+from nmt.errors import CheckpointError, DataError, Interrupted
 from nmt.evaluation.metrics import corpus_metrics
 from nmt.model import build_model
 from nmt.rundir.checkpoint import save_step
@@ -59,7 +60,10 @@ class Trainer:
         self.cfg, self.t, self.log, self.device, self.dev, self.procs = cfg, cfg.training, log, device, dev, procs
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.run_dir = Path(cfg.run_dir)
-        self.sampler = BatchSampler(train, self.t.batch_size, self.t.batch_type == "tokens", cfg.seed)
+        self.sampler = self._batches_of(train)
+        # subword regularisation: each epoch its own segmentation of the pairs (rank 0 makes them)
+        sampling = cfg.tokenizer.sampling.alpha > 0
+        self.segmentations = SampledEpochs(cfg, (src_tok, tgt_tok), train, log) if sampling else None
         self.model = build_model(cfg.model, len(src_tok), len(tgt_tok))
         if parent is not None:  # fine-tuning: the parent's weights, and nothing else of its training
             for note in start_from(self.model, parent, src_tok, tgt_tok, cfg.tokenizer.remap):
@@ -75,6 +79,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.t.precision == "fp16")  # fp16's loss scaling
         self.schedule = LRSchedule(self.t, self.optimizer)
         self.progress, self.interrupted = Progress(), None
+
+    def _batches_of(self, corpus: PairCorpus) -> BatchSampler:
+        return BatchSampler(corpus, self.t.batch_size, self.t.batch_type == "tokens", self.cfg.seed)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Adam or AdamW; the fused kernel (one pass over all parameters instead of a few operations per
@@ -202,9 +209,19 @@ class Trainer:
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
-    def restore(self, state: dict) -> None:
-        """Continue exactly where the checkpoint `state` left off (see `save`). A run resumed
-        with another number of processes goes on from the same batch, with new dropout noise."""
+    def restore(self, state: dict, name: str = "the checkpoint") -> None:
+        """Continue exactly where the checkpoint `state` (the file `name`) left off (see `save`). A
+        run resumed with another number of processes goes on from the same batch, with new
+        dropout noise. Weights or optimizer states that do not fit this run: a CheckpointError."""
+        try:
+            self._restore(state)
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+            reason = " ".join(str(e).split())[:200] or type(e).__name__  # torch's messages take several lines
+            raise CheckpointError(
+                f"{name}: cannot resume from it: its training state does not fit ({reason})"
+            ) from None
+
+    def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -249,9 +266,11 @@ class Trainer:
                 f"warning: training.precision is {self.t.precision} but this CPU has no fast "
                 f"{self.t.precision} matrix products (oneDNN reports none): expect training far slower than fp32"
             )
+        if self.segmentations is not None:
+            self.log(self.segmentations.describe())
         p = self.progress
         self.window = [0.0, 0, time.time()]  # loss x tokens, tokens, start: for the progress line
-        with self._stop_signals():
+        with self._stop_signals(), self._segmenting():
             if self._validation_due():  # resumed: the one a stop signal skipped
                 self.validate()
                 p.last_valid = p.step
@@ -276,6 +295,8 @@ class Trainer:
         A step takes the next W batches, one per rank; the last batches of an epoch that are
         fewer than W are left out (they are other batches in the next epoch's order)."""
         p, W, t0 = self.progress, self.procs.world_size, time.time()
+        if self.segmentations is not None:  # rank 0 makes (or finds) the file; every rank maps it
+            self.sampler = self._batches_of(self.procs.on_main(self.segmentations.corpus, p.epoch))
         batches = self.sampler.epoch_batches(p.epoch)
         if time.time() - t0 > 1:  # a large corpus: say what the pause was (~1.7 CPU-s at 3M pairs)
             self.log(f"epoch {p.epoch}: {len(batches):,} batches ({time.time() - t0:.1f}s)")
@@ -344,6 +365,15 @@ class Trainer:
                 kind="train", step=p.step, epoch=p.epoch, lr=self.lr, loss=w[0] / w[1], tgt_tokens_per_s=rate
             )
             self.window = [0.0, 0, time.time()]
+
+    @contextlib.contextmanager
+    def _segmenting(self):
+        """The background thread of subword regularisation stopped when the loop ends, however."""
+        try:
+            yield
+        finally:
+            if self.segmentations is not None:
+                self.segmentations.close()
 
     @contextlib.contextmanager
     def _stop_signals(self):
