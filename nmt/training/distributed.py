@@ -147,7 +147,7 @@ def _lost_a_process(error: RuntimeError) -> bool:
     """Whether a collective failed because a peer went away (rather than a bug or a bad tensor)."""
     text = str(error)
     return isinstance(error, dist.DistError) or any(
-        sign in text for sign in ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL")
+        sign in text for sign in ("Connection closed by peer", "Connection reset by peer")
     )
 
 
