@@ -42,6 +42,13 @@ class ProcessLost(NmtError):
     kind = "stopped"
 
 
+class OutOfMemory(NmtError):
+    """Training ran out of memory (the allocator failed; a process the kernel kills for it gets
+    SIGKILL and says nothing, see ProcessLost)."""
+
+    kind = "out of memory"
+
+
 class CheckpointError(NmtError):
     """A run directory or checkpoint is missing, corrupt or incompatible."""
 

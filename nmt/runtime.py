@@ -86,3 +86,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: Python's MemoryError, torch's
+    OutOfMemoryError (CUDA), or the CPU allocator's RuntimeError ("can't allocate memory")."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(error)

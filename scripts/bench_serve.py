@@ -91,8 +91,12 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 
 
 def pss_mb(pid: int) -> float:
-    """The process's proportional set size in MB."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+    """The process's proportional set size in MB (0 once it has ended)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:  # ended (or a zombie) since it was listed
+        return 0.0
+    for line in text.splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -340,3 +341,77 @@ def test_a_rank_killed_stops_the_others_with_one_line_and_the_run_resumes(tmp_pa
         text=True,
     )
     assert translated.returncode == 0 and len(translated.stdout.splitlines()) == 20, translated.stderr
+
+
+# A wrapper of `nmt train` whose process RANK (or any, without torchrun) asks the CPU allocator
+# for 40 TB in the step after step 5: the allocator's own failure, as a process that runs out of
+# memory without being killed for it meets it (ulimit -v, a container without overcommit).
+RUN_OUT_OF_MEMORY = """
+import os, sys
+import torch
+from nmt.training.trainer import Trainer
+from nmt.cli.main import main
+
+step = Trainer.train_step
+
+def train_step(self, group):
+    if self.progress.step == 5 and os.environ.get("RANK", "0") == sys.argv[1]:
+        torch.empty(10**13)
+    return step(self, group)
+
+Trainer.train_step = train_step
+sys.exit(main(["train", *sys.argv[2:]]))
+"""
+
+
+def _out_of_memory_line(stderr: str) -> str:
+    """The one line that says so; no traceback through nmt's code (torchrun, when it runs the
+    processes, prints its own when one fails)."""
+    ours = [line for line in stderr.splitlines() if line.startswith("nmt: ") and "out of memory" in line]
+    assert len(ours) == 1, stderr[-3000:]
+    assert not re.search(r'File ".*/nmt/', stderr), stderr[-3000:]
+    return ours[0]
+
+
+def test_running_out_of_memory_is_one_line_and_the_run_resumes(tmp_path):
+    """The allocator fails in step 6 of a one-process run: one line that says out of memory, at
+    which step, and what to do; exit 1; `--resume` continues from the step-4 checkpoint."""
+    config = write_config(tmp_path, "run", max_steps=8)
+    script = tmp_path / "oom.py"
+    script.write_text(RUN_OUT_OF_MEMORY)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    failed = subprocess.run([sys.executable, str(script), "0", str(config)], capture_output=True, text=True, env=env)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    line = _out_of_memory_line(failed.stderr)
+    assert line.startswith("nmt: out of memory: after step 5 (") and "can't allocate memory" in line
+    assert "lower training.batch_size (300 tokens)" in line and "--resume" in line
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 4
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nmt", "train", str(config), "--resume"], capture_output=True, text=True, env=env
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 8
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
+def test_a_rank_out_of_memory_says_so_the_other_stops_and_the_run_resumes(tmp_path):
+    """Under torchrun, rank 1's allocator fails in step 6: rank 1 says out of memory in one line,
+    rank 0 stops with one line (it was waiting for rank 1's gradients), no traceback; the same
+    torchrun command with --resume finishes the run."""
+    config = write_config(tmp_path, "run", max_steps=8)
+    script = tmp_path / "oom.py"
+    script.write_text(RUN_OUT_OF_MEMORY)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("PYTHONWARNINGS", None)
+    started = time.time()
+    failed = subprocess.run(
+        [*launcher, str(script), "1", str(config)], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert failed.returncode != 0 and time.time() - started < 180
+    assert _out_of_memory_line(failed.stderr).startswith("nmt: rank 1: out of memory: after step 5 (")
+    stopped = [line for line in failed.stderr.splitlines() if line.startswith("nmt: ") and "out of memory" not in line]
+    assert len(stopped) == 1 and "stopped: another process of the group stopped" in stopped[0], failed.stderr[-3000:]
+    resumed = torchrun(tmp_path, str(config), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 8

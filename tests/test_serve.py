@@ -4,6 +4,7 @@ headless Chromium. The dates model is the session's tiny trained run (conftest `
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -379,6 +380,28 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(trained):
         socket.create_connection(("127.0.0.1", s.port), timeout=5)
 
 
+def test_sigterm_answers_the_requests_sent_just_before_it_on_new_connections(trained, translator):
+    """200 requests, each on a new connection, all sent, then SIGTERM at once: most of them are
+    still in the listening socket's backlog or unread on their connection. Each gets its answer
+    (uvicorn's own stop reset every one of them: nmt.serve.graceful)."""
+    s = Server(trained[0], "--workers", "2")
+    body = json.dumps({"src": DATES}).encode()
+    head = f"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    connections = [socket.create_connection(("127.0.0.1", s.port), timeout=120) for _ in range(200)]
+    for connection in connections:
+        connection.sendall(head.encode() + body)
+    s.process.send_signal(signal.SIGTERM)
+    answers = []
+    for connection in connections:
+        with connection, connection.makefile("rb") as f:
+            answers.append(f.read())
+    assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers), {a[:12] for a in answers}
+    texts = [t["text"] for t in json.loads(answers[-1].partition(b"\r\n\r\n")[2])["translations"]]
+    assert texts == translator.translate(DATES)
+    code, err = s.stop()
+    assert code == 0, err
+
+
 def test_the_batcher_keeps_clients_that_take_turns_in_one_batch():
     """Eight clients, each sending its next sentence when answered. The first batch takes the
     first sentence alone, the other seven queue behind it; a worker that then started the next
@@ -488,31 +511,66 @@ def test_idle_workers_share_the_queue_instead_of_one_taking_all_of_it():
 
 
 def _worker_processes(server: Server) -> list[int]:
-    """The PIDs of the server's decoding processes (its children named by multiprocessing)."""
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-    return [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    """The PIDs of the server's decoding processes (its children named by multiprocessing; a
+    worker started again is the child of the thread that started it, so of every thread)."""
+    children = [
+        pid for task in Path(f"/proc/{server.process.pid}/task").glob("*/children") for pid in _read(task).split()
+    ]
+    return [int(pid) for pid in children if "spawn_main" in _read(Path(f"/proc/{pid}/cmdline"))]
 
 
-def test_workers_are_processes_and_one_killed_fails_only_its_batch_and_comes_back(trained, translator):
-    """--workers 2 on the CPU: two decoding processes. SIGKILL both while a request decodes: that
-    request gets a 500 that says what happened, the server stays up, and the next request is
-    decoded by the workers started again, as before."""
+def _read(path: Path) -> str:
+    """A /proc file's text, "" once the process or thread is gone."""
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def test_workers_are_processes_and_one_killed_decodes_its_batch_again(trained, translator):
+    """--workers 2 on the CPU: two decoding processes. SIGKILL both while a request decodes: both
+    are started again and decode their batches once more, so the request is answered as before
+    (the server's stderr says what happened), and the next request too."""
     s = Server(trained[0], "--workers", "2", "--max-batch", "1")
     try:
         pids = _worker_processes(s)
         assert len(pids) == 2
-        inflight, out = in_thread(s.translate, SLOW)
+        request = {**SLOW, "src": [LONG, LONG, "3 May 1979"]}
+        inflight, out = in_thread(s.translate, request)
         s.wait_for("nmt_queue_sentences", 1)  # a long line in each worker, one line waiting
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        inflight.join(60)
+        inflight.join(120)
         status, data = out[0]
-        assert status == 500 and "the decoding worker stopped (exit code -9); it is started again" in data["error"]
-        assert s.request("GET", "/health")[0] == 200
+        assert status == 200, data
+        expected = translator.translate(request["src"], beam=32)
+        assert [t["text"] for t in data["translations"]] == expected
+        assert set(_worker_processes(s)).isdisjoint(pids)
         status, data = s.translate({"src": DATES})
         assert status == 200
         assert [t["text"] for t in data["translations"]] == translator.translate(DATES)
-        assert set(_worker_processes(s)).isdisjoint(pids)
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
+    assert err.count("a decoding worker stopped (exit code -9): started again for its batch") == 2, err
+
+
+def test_a_batch_whose_worker_keeps_dying_fails_with_a_500_that_says_so(trained):
+    """A worker that dies again on the batch it decodes once more (here: every worker process
+    killed every 0.2 s until the request is answered) fails that batch's request with a 500
+    naming the cause; the server goes on, and decodes the next request."""
+    s = Server(trained[0], "--workers", "2", "--max-batch", "1")
+    try:
+        inflight, out = in_thread(s.translate, {**SLOW, "src": [LONG]})
+        s.wait_for("nmt_queue_sentences", 0)
+        while inflight.is_alive():
+            for pid in _worker_processes(s):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            inflight.join(0.2)
+        status, data = out[0]
+        assert status == 500 and "decoding worker stopped" in data["error"], data
+        assert s.translate({"src": DATES})[0] == 200
     finally:
         code, err = s.stop()
     assert code == 0, err

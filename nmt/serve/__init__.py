@@ -122,8 +122,9 @@ def serve(
     searches: list | None = None,
     token: str | None = None,
 ) -> str | None:
-    """Serve on `sock` until SIGTERM or SIGINT: then stop accepting connections, finish the
-    requests in flight (their sentences still get decoded), and return the signal's name.
+    """Serve on `sock` until SIGTERM or SIGINT: then stop accepting connections (after half a
+    second that lets those on their way in), finish the requests in flight (their sentences
+    still get decoded), and return the signal's name (nmt.serve.graceful).
     models: what `translator` was loaded from (None: the latest run; several: their ensemble);
     searches: the decoding workers' search functions (default: threads sharing the translator);
     token: the API's bearer token (None: an open API, with a warning off the loopback)."""
@@ -132,13 +133,14 @@ def serve(
     from nmt.rundir.checkpoint import resolve_checkpoint
     from nmt.rundir.defaults import latest_run
     from nmt.serve.app import create_app
+    from nmt.serve.graceful import GracefulServer
 
     paths = [str(resolve_checkpoint(m)) for m in (models or [latest_run()])]
     name = translator.cfg.name if len(paths) == 1 else f"ensemble of {len(paths)} ({translator.cfg.name} first)"
     host, port = sock.getsockname()[:2]
     app = create_app(translator, name, paths, limits, searches, token)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    server = GracefulServer(config)
     shown = f"[{host}]" if ":" in host else host
     received: list[str] = []
 

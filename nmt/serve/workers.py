@@ -12,16 +12,19 @@ the weights travel once, through shared memory), so all of them translate with t
 weights and decoding defaults as the server's own translator, even when training replaces the
 checkpoint file meanwhile. A worker ignores SIGINT and SIGTERM: the server decides when it stops
 (after the requests in flight), and a worker whose server is gone sees its pipe close and exits.
-A worker that dies (killed, out of memory) fails the batch it was decoding, if any, and is
-started again before its next batch.
+A worker that dies (killed, out of memory) is started again, and decodes the batch it was
+decoding once more; dying on the same batch twice fails that batch's requests.
 """
 
 from __future__ import annotations
 
 import pickle
 import signal
+import sys
 import threading
+import time
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import torch.multiprocessing as mp
@@ -51,18 +54,33 @@ class WorkerProcess:
         self.lock = threading.Lock()  # one batch at a time (one server thread per worker)
 
     def start(self) -> None:
-        """Start the process; `ready` waits until it has built its model."""
+        """Start the process and send it the states; `ready` waits until it has built its model.
+
+        The states go through the pipe, not as the process's arguments: multiprocessing writes
+        those into a pipe whose reading end the parent keeps open while it writes, so a process
+        killed as it starts (before it has read them) would block this thread forever once they
+        are more than the pipe's 64 KB (the sentencepiece models are); the pipe here breaks."""
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        args = (child, self.states, self.device, self.precision, self.threads)
+        args = (child, self.device, self.precision, self.threads)
         self.process = ctx.Process(target=_work, args=args, name="nmt-decoder", daemon=True)
         self.process.start()
         child.close()
+        try:  # tensors in shared memory (torch's reductions of ForkingPickler), the rest copied
+            self.conn.send_bytes(ForkingPickler.dumps(self.states))
+        except OSError:
+            pass  # it has stopped already: ready() says so
 
-    def ready(self, timeout: float | None = None) -> None:
-        """Wait for the model; an NmtError with the worker's reason if it could not build it."""
-        if not self.conn.poll(timeout):
-            raise NmtError(f"a decoding worker did not start within {timeout} s")
+    def ready(self, timeout: float) -> None:
+        """Wait for the model; an NmtError with the worker's reason if it could not build it.
+        Watches the process too, so that its end is seen even if its end of the pipe were held
+        open elsewhere (the pipe's closing is what usually tells)."""
+        deadline = time.monotonic() + timeout
+        while not self.conn.poll(0.2):
+            if not self.process.is_alive():
+                raise NmtError(f"a decoding worker stopped while starting (exit code {self._exit_code()})")
+            if time.monotonic() > deadline:
+                raise NmtError(f"a decoding worker did not start within {timeout} s")
         try:
             status, value = pickle.loads(self.conn.recv_bytes())
         except (EOFError, OSError):
@@ -71,19 +89,31 @@ class WorkerProcess:
             raise NmtError(f"a decoding worker could not start: {value}")
 
     def search(self, lines: list[str], beam: int, alpha: float, **given):
-        """The n-best lists of `lines`, decoded by the process (started again first if it died);
-        `given`: Translator.search's other arguments (n_best, attention, prefixes, constraints)."""
+        """The n-best lists of `lines`, decoded by the process; `given`: Translator.search's other
+        arguments (n_best, attention, prefixes, constraints). A process that died is started
+        again first; one that dies while decoding the batch is started again and decodes it once
+        more (its clients see nothing but the delay); dying on it a second time fails the batch
+        (WorkerDied: it may be what kills the process, e.g. out of memory)."""
+        request = pickle.dumps((lines, beam, alpha, given))
         with self.lock:
-            if not self.process.is_alive():
-                self.close()
-                self.start()
-                self.ready(timeout=START_SECONDS)
-            try:
-                self.conn.send_bytes(pickle.dumps((lines, beam, alpha, given)))
-                status, value = pickle.loads(self.conn.recv_bytes())
-            except (EOFError, OSError):
-                code = self._exit_code()
-                raise WorkerDied(f"the decoding worker stopped (exit code {code}); it is started again") from None
+            for attempt in (1, 2):
+                if not self.process.is_alive():
+                    self.close()
+                    self.start()
+                    self.ready(timeout=START_SECONDS)
+                try:
+                    self.conn.send_bytes(request)
+                    status, value = pickle.loads(self.conn.recv_bytes())
+                    break
+                except (EOFError, OSError):
+                    code = self._exit_code()
+                    if attempt == 2:
+                        raise WorkerDied(f"the decoding worker stopped twice on one batch (exit code {code})") from None
+                    print(
+                        f"nmt: a decoding worker stopped (exit code {code}): started again for its batch",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if status != "ok":
             raise RuntimeError(value)
         return value
@@ -107,14 +137,18 @@ class WorkerProcess:
         return self.process.exitcode
 
 
-def _work(conn: Connection, states: list, device: str, precision: str | None, threads: int) -> None:
-    """The worker process: build the translator, then decode batches until told to stop or
-    until the server's end of the pipe closes."""
+def _work(conn: Connection, device: str, precision: str | None, threads: int) -> None:
+    """The worker process: receive the states, build the translator, then decode batches until
+    told to stop or until the server's end of the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server finishes its requests first
     from nmt.runtime import configure
 
     configure(threads)
+    try:
+        states = pickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        return  # the server is gone
     try:
         translator = from_states(states, device, precision)
     except Exception as e:  # noqa: BLE001 - the server reports it

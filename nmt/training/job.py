@@ -11,6 +11,7 @@ what `train` does before the first step, and stops there.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import time
@@ -24,7 +25,7 @@ from nmt.data.binary import BinaryCorpus
 from nmt.data.corpus import LineReader, parallel_blocks, split_path
 from nmt.data.prepare import Split, generate_data, prepare_data
 from nmt.data.tokenizer import Tokenizer, save_tokenizers
-from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency
+from nmt.errors import CheckpointError, ConfigError, DataError, MissingDependency, OutOfMemory
 from nmt.evaluation.splits import evaluate_split
 from nmt.plots import learning_curves_png
 from nmt.rundir.contents import step_of
@@ -105,6 +106,23 @@ def train(
         distributed.finish(joined)
 
 
+@contextlib.contextmanager
+def _out_of_memory_named(trainer: Trainer):
+    """A failed allocation in a step or a validation is one line (OutOfMemory) that says what to
+    change; under torchrun the other processes stop with ProcessLost."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as e:
+        if not runtime.out_of_memory(e):
+            raise
+        t = trainer.t
+        raise OutOfMemory(
+            f"after step {trainer.progress.step} ({' '.join(str(e).split())[:200]}): lower training.batch_size "
+            f"({t.batch_size} {t.batch_type}) and start the run again (--overwrite: a resumed run keeps its batch "
+            "size), or give it more memory and continue from the last checkpoint with --resume"
+        ) from None
+
+
 def _train(procs: distributed.Processes, joined: bool, lock: RunLock, arguments: tuple) -> Path:
     """`train` in the process group `procs` (`joined`: this call created it): the run opened,
     its data prepared, trained, its test split scored and its curves drawn."""
@@ -132,7 +150,8 @@ def _train(procs: distributed.Processes, joined: bool, lock: RunLock, arguments:
                 f"resumed from {checkpoint_path(run_dir, 'last')}: step {trainer.progress.step}, "
                 f"epoch {trainer.progress.epoch}"
             )
-        trainer.run()
+        with _out_of_memory_named(trainer):
+            trainer.run()
         distributed.finish(joined, together=True)  # the rest is rank 0's alone
         if procs.is_main:
             remember_run(run_dir)
