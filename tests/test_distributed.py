@@ -415,3 +415,58 @@ def test_a_rank_out_of_memory_says_so_the_other_stops_and_the_run_resumes(tmp_pa
     resumed = torchrun(tmp_path, str(config), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 8
+
+
+# `nmt train` whose process RANK kills itself with SIGKILL in the step after step 5 of torchrun's
+# first attempt (TORCHELASTIC_RESTART_COUNT 0), as the kernel's OOM killer or an operator would.
+KILLED_IN_FIRST_ATTEMPT = """
+import os, signal, sys
+from nmt.training.trainer import Trainer
+from nmt.cli.main import main
+
+step = Trainer.train_step
+
+def train_step(self, group):
+    first_attempt = os.environ["TORCHELASTIC_RESTART_COUNT"] == "0"
+    if self.progress.step == 5 and os.environ["RANK"] == sys.argv[1] and first_attempt:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, group)
+
+Trainer.train_step = train_step
+sys.exit(main(["train", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.slow  # (.ci/run runs it after the default suite)
+def test_torchruns_own_restart_after_a_rank_is_killed_finishes_the_run(tmp_path):
+    """`torchrun --max-restarts 1 ... nmt train CONFIG --resume` with 3 processes, rank 2 killed
+    in step 6: torchrun starts the group again, it resumes from step 4 and finishes (the
+    restarted processes found the previous attempt's addresses in torchrun's store and gloo
+    failed to connect, 3 runs in 4, before the store's keys were kept apart per attempt)."""
+    config = write_config(tmp_path, "run", max_steps=8)
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_IN_FIRST_ATTEMPT)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("PYTHONWARNINGS", None)
+    command = [*launcher, "--max-restarts", "1", str(script), "2", str(config), "--resume"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "connectFullMesh" not in result.stderr
+    assert "resumed from" in result.stderr and "step 4" in result.stderr, result.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["progress"]["step"] == 8
+    translated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nmt",
+            "translate",
+            "-m",
+            str(tmp_path / "run"),
+            "-i",
+            str(tmp_path / "dates" / "dev.src"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert translated.returncode == 0 and len(translated.stdout.splitlines()) == 20, translated.stderr

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 from nmt.errors import NmtError, ProcessLost
 
@@ -178,8 +179,32 @@ def start() -> tuple[Processes, bool]:
     if not procs.distributed or dist.is_initialized():
         return procs, False
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+        dist.init_process_group(backend)  # torch's own error says what is missing
+        return procs, True
+    dist.init_process_group(backend, store=_attempt_store(procs), rank=procs.rank, world_size=procs.world_size)
     return procs, True
+
+
+def _attempt_store(procs: Processes) -> dist.Store:
+    """The group's key-value store (torchrun's, or one rank 0 serves at MASTER_ADDR:MASTER_PORT),
+    with keys of their own for each of torchrun's restarts (TORCHELASTIC_RESTART_COUNT).
+
+    torchrun --max-restarts keeps one store across restarts, and the processes of a restarted
+    group found there the addresses the previous attempt's processes had listened on: gloo
+    tried to connect to them, "connectFullMesh failed ... Connection refused" (pytorch issue
+    135712 describes the same for NCCL's ids). Under torchrun on several machines each machine's
+    agent counts its restarts: they agree when the whole group restarts together, as it does
+    when a process fails."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun serves the store
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        procs.world_size,
+        is_master=not agent and procs.rank == 0,
+        timeout=default_pg_timeout,
+    )
+    return dist.PrefixStore(f"nmt/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def finish(created: bool, together: bool = False) -> bool:
