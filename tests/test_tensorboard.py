@@ -90,3 +90,40 @@ def test_a_new_run_clears_the_events_nmt_wrote_and_nothing_else(tmp_path):
     (run / "events" / "notes.txt").unlink()
     nmt.train(cfg, overwrite=True)
     assert not (run / "events").exists()
+
+
+def test_a_full_disk_under_the_events_is_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    """TensorBoard's writing thread meets a full disk at its 5th record (as ENOSPC from the
+    file's write): one line naming the events folder and the cause, exit 1, neither the thread's
+    traceback nor nmt's; `--resume` finishes the run, each step drawn once."""
+    import errno
+
+    import yaml
+    from tensorboard.summary.writer import record_writer
+
+    from nmt.cli.main import main
+
+    cfg = tiny_dates_config(tmp_path, "run", max_steps=20, valid_every=10, log_every=5, batch_size=300)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(config_to_dict(config_from_dict(config_to_dict(cfg), ["training.tensorboard=true"])))
+    )
+    write, records = record_writer.RecordWriter.write, []
+
+    def full_at_the_fifth(self, data):
+        records.append(data)
+        if len(records) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full_at_the_fifth)
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"nmt: checkpoint error: {tmp_path / 'run' / 'events'}: cannot write (No space left on device)"
+    )
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+    monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+    assert main(["train", str(config), "--resume"]) == 0
+    assert_same(scalars_of(tmp_path / "run"), scalars_in_metrics(tmp_path / "run"))

@@ -154,6 +154,35 @@ def test_each_write_of_a_training_run_failed_in_turn_is_one_line_and_the_run_res
         capsys.readouterr()
 
 
+def test_each_write_of_nmt_prepare_failed_in_turn_is_one_line_and_prepare_resume_finishes(tmp_path, inject, capsys):
+    """`nmt prepare` (the sentencepiece models, config.yaml, the binary corpus train.bin, the
+    log): the first and last write and fsync of each file failed with EIO in turn: one line that
+    names the file, exit 1, no temporary file; `nmt prepare CONFIG --resume` then readies the
+    run, and its corpus is the one a prepare without faults writes."""
+    config = write_config(tmp_path)
+    dry = inject(WriteFaults())
+    assert main(["prepare", str(config)]) == 0
+    assert {"train.bin", "spm.src.model", "spm.tgt.model", "config.yaml"} <= {kind for kind, _ in dry.sites}
+    expected = (tmp_path / "run" / "train.bin").read_bytes()
+    capsys.readouterr()
+    for number, (kind, what) in injection_points(dry.sites).items():
+        shutil.rmtree(tmp_path / "run")
+        faults = inject(WriteFaults(number, errno.EIO))
+        code = main(["prepare", str(config)])
+        err = capsys.readouterr().err.strip().splitlines()
+        where = f"{kind} {what} (#{number})"
+        if kind.endswith("latest_run"):  # outside the run: only a convenience
+            assert code == 0, where
+            continue
+        assert code == 1 and err[-1].startswith("nmt: ") and faults.failed in err[-1], (where, err[-3:])
+        assert CAUSES[errno.EIO] in err[-1] and not any("Traceback" in line for line in err), where
+        check_run_after(tmp_path / "run")
+        inject(WriteFaults())
+        assert main(["prepare", str(config), "--resume"]) == 0, (where, capsys.readouterr().err[-2000:])
+        assert (tmp_path / "run" / "train.bin").read_bytes() == expected, where
+        capsys.readouterr()
+
+
 @pytest.mark.parametrize("error", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
 def test_a_failed_write_of_a_translation_or_an_average_keeps_the_old_file(tmp_path, inject, capsys, error):
     """Every write and fsync of the output failed in turn: one line, exit 1, the old file as it

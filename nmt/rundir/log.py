@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 from nmt.errors import CheckpointError, MissingDependency
 from nmt.rundir.layout import EVENTS, LOG, METRICS
-from nmt.rundir.records import record_line
+from nmt.rundir.records import read_metrics, record_line
 
 
 class Log:
@@ -32,6 +33,7 @@ class Log:
         self._early: list[str] = []  # train.log lines said before `open`
         self.tty = sys.stderr.isatty()
         self._progress_shown = False
+        self._excepthook = None  # threading's, while TensorBoard writes (see `events`)
 
     def open(self) -> None:
         """Start appending to RUN_DIR/train.log and RUN_DIR/metrics.jsonl."""
@@ -81,18 +83,26 @@ class Log:
         elif every:
             self(text)
 
-    def events(self, resumed_at: int | None) -> None:
+    def events(self, resumed: bool) -> None:
         """Write every record's numbers to RUN_DIR/events too, as KIND/FIELD scalars at the
-        record's step; a run resumed at step S first drops what the killed run wrote after S
-        (TensorBoard's purge_step), as metrics.jsonl is trimmed."""
+        record's step. A resumed run draws metrics.jsonl again (trimmed to its checkpoint by
+        then) after a purge of every earlier step (TensorBoard's purge_step): the events are
+        metrics.jsonl's, whatever the run that stopped wrote or failed to write (a full disk
+        loses the records in its writer's queue)."""
         if self.silent:
             return
         if missing := tensorboard_missing():
             raise MissingDependency(missing)
         from torch.utils.tensorboard import SummaryWriter
 
-        purge = None if resumed_at is None else resumed_at + 1
-        self.writer = SummaryWriter(str(self.run_dir / EVENTS), purge_step=purge)
+        self.writer = SummaryWriter(str(self.run_dir / EVENTS), purge_step=1 if resumed else None)
+        self._excepthook = previous = threading.excepthook  # its thread's failed write: said by `draw`
+        threading.excepthook = lambda args: _quiet_events_thread(args, previous)
+        if resumed:
+            for fields in read_metrics(self.run_dir / METRICS, note=self):
+                if isinstance(fields.get("kind"), str):
+                    self.step = fields.get("step", self.step)
+                    self.draw(fields)
 
     def record(self, **fields) -> None:
         """Append one JSON record to metrics.jsonl, flushed and fsynced (and to TensorBoard)."""
@@ -101,11 +111,19 @@ class Log:
         self.open()
         self._write(self.metrics, record_line(fields), sync=True)
         self.step = fields.get("step", self.step)
-        if self.writer is not None:
+        self.draw(fields)
+
+    def draw(self, fields: dict) -> None:
+        """A record's numbers as TensorBoard scalars at the current step (with `events`)."""
+        if self.writer is None:
+            return
+        try:
             for key, value in fields.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
                     self.writer.add_scalar(f"{fields['kind']}/{key}", value, self.step)
-            self.writer.flush()
+            self.writer.flush()  # raises what the writer's thread met (a full disk)
+        except OSError as e:
+            raise CheckpointError(f"{self.run_dir / EVENTS}: cannot write ({e.strerror or e})") from None
 
     def close(self) -> None:
         """Close the files; never fails (it runs while another error may be on its way out)."""
@@ -120,6 +138,16 @@ class Log:
                 except OSError:
                     pass
         self.file = self.metrics = self.writer = None
+        if self._excepthook is not None:
+            threading.excepthook, self._excepthook = self._excepthook, None
+
+
+def _quiet_events_thread(args, previous) -> None:
+    """threading.excepthook once TensorBoard writes: an OSError of its writing thread is not
+    printed there (the next `flush` raises it again, and `Log.record` says it in one line)."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError):
+        return
+    previous(args)
 
 
 def tensorboard_missing() -> str | None:

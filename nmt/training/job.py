@@ -142,7 +142,7 @@ def _train(procs: distributed.Processes, joined: bool, lock: RunLock, arguments:
         src_tok, tgt_tok, corpus, dev = procs.on_main(_prepare_run, cfg, log, state, parent)
         log.open()
         if cfg.training.tensorboard:
-            log.events(None if state is None else step_of(state))
+            log.events(resumed=state is not None)
         trainer = Trainer(cfg, src_tok, tgt_tok, corpus, dev, log, device, procs, parent)
         if state is not None:
             trainer.restore(state, str(checkpoint_path(run_dir, "last")))  # (tidy_for_resume linked it)
