@@ -98,9 +98,7 @@ class WorkerProcess:
         with self.lock:
             for attempt in (1, 2):
                 if not self.process.is_alive():
-                    self.close()
-                    self.start()
-                    self.ready(timeout=START_SECONDS)
+                    self._restart()
                 try:
                     self.conn.send_bytes(request)
                     status, value = pickle.loads(self.conn.recv_bytes())
@@ -109,14 +107,17 @@ class WorkerProcess:
                     code = self._exit_code()
                     if attempt == 2:
                         raise WorkerDied(f"the decoding worker stopped twice on one batch (exit code {code})") from None
-                    print(
-                        f"nmt: a decoding worker stopped (exit code {code}): started again for its batch",
-                        file=sys.stderr,
-                        flush=True,
-                    )
         if status != "ok":
             raise RuntimeError(value)
         return value
+
+    def _restart(self) -> None:
+        """Start the process that stopped again, saying so on the server's stderr (one line)."""
+        code = self._exit_code()
+        print(f"nmt: a decoding worker stopped (exit code {code}): started again", file=sys.stderr, flush=True)
+        self.close()
+        self.start()
+        self.ready(timeout=START_SECONDS)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the process to end (after its current batch), then make sure it has."""
