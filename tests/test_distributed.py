@@ -21,7 +21,7 @@ from conftest import REPO_ROOT, tiny_dates_config, validations_as_evaluated
 
 from nmt.config import Config, load_config, save_config
 from nmt.data.prepare import prepare_data
-from nmt.errors import NmtError
+from nmt.errors import NmtError, ProcessLost
 from nmt.rundir.checkpoint import load_checkpoint
 from nmt.rundir.log import Log
 from nmt.training.distributed import Processes
@@ -271,13 +271,37 @@ def rank_pid(config: Path, rank: int, seconds: float = 60) -> int:
     raise AssertionError(f"no rank {rank} of {config} found")
 
 
+def test_a_lost_process_is_one_line_that_torchruns_sigterm_does_not_cut():
+    """A collective failing because a peer closed its connection becomes ProcessLost, and the
+    process then ignores SIGTERM (torchrun sends it once it sees the lost rank: ended by it, the
+    survivor left without its line, on a loaded CI machine); any other RuntimeError passes."""
+    procs, previous = Processes(0, 0, 2, 2), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(RuntimeError, match="a bug"), procs.stop_together():
+            raise RuntimeError("a bug")
+        assert signal.getsignal(signal.SIGTERM) is previous
+        with pytest.raises(ProcessLost, match=r"\(Read error .*Connection reset by peer\); continue from"):
+            with procs.stop_together():
+                raise RuntimeError("[pair.cc:537] Read error [127.0.0.1]:1: Connection reset by peer. This is ...")
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 MOMENTS = {  # when to kill: what the run directory shows (metrics.jsonl, train.log, checkpoints/)
     "before the first step": lambda run: "parameters, device" in _text(run / "train.log") and not _records(run),
     "in a step": lambda run: len(_records(run, "train")) >= 2,
     # step 4 validates (dev loss, translations, a checkpoint) before its train record is written
     "in a validation": lambda run: len(_records(run, "train")) >= 3 and not _records(run, "valid"),
-    "while rank 0 saves": lambda run: any(p.name.endswith(".tmp") for p in (run / "checkpoints").glob(".*")),
+    "while rank 0 saves": lambda run: _saving_before_the_last_step(run / "checkpoints"),
 }
+
+
+def _saving_before_the_last_step(checkpoints: Path) -> bool:
+    """A checkpoint being written (.NAME.PID.tmp), not the one of step 12 (max_steps): after that
+    the run leaves its training loop, a polling test can miss the earlier saves on a busy machine."""
+    names = [p.name for p in checkpoints.glob("*")] + [p.name for p in checkpoints.glob(".*")]
+    return any(n.endswith(".tmp") for n in names) and not any("step-00000012" in n for n in names)
 
 
 def _text(path: Path) -> str:

@@ -29,8 +29,11 @@ and sends no messages at all. How the work is split (see nmt.training.job and nm
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +114,7 @@ class Processes:
         except RuntimeError as e:
             if not (self.distributed and _lost_a_process(e)):
                 raise
+            _leave_without_sigterm()
             raise ProcessLost(
                 f"another process of the group stopped or cannot be reached ({_reason(e)}); "
                 "continue from the last checkpoint: the same torchrun command with --resume"
@@ -142,6 +146,14 @@ class Processes:
         for rank, share in enumerate(shares):
             out[rank :: self.world_size] = share
         return out
+
+
+def _leave_without_sigterm() -> None:
+    """This process is leaving because another one is lost. torchrun sends it SIGTERM once it
+    sees the lost one (within a second): that must not end it by default before it has said its
+    one line (it did, on a loaded machine). If leaving hangs, torchrun's SIGKILL follows 30 s later."""
+    if threading.current_thread() is threading.main_thread():  # (signals belong to the main thread)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _lost_a_process(error: RuntimeError) -> bool:
@@ -210,8 +222,14 @@ def _attempt_store(procs: Processes) -> dist.Store:
 def finish(created: bool, together: bool = False) -> bool:
     """Leave the process group `start` created; `together`: first wait until every rank is
     here (a rank that leaves while another still talks to it can abort in gloo's teardown).
-    Returns False: the group is no longer this caller's to leave."""
+    Returns False: the group is no longer this caller's to leave.
+
+    Objects in reference cycles that hold the group (DistributedDataParallel in a trainer the
+    caller has let go of) are collected first, so the group is destroyed here rather than as
+    the interpreter shuts down, where gloo's threads can abort the process ("terminate called
+    without an active exception": pytorch issue 190489)."""
     if created and dist.is_initialized():
+        gc.collect()
         if together:
             dist.barrier()
         dist.destroy_process_group()

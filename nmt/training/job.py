@@ -152,6 +152,7 @@ def _train(procs: distributed.Processes, joined: bool, lock: RunLock, arguments:
             )
         with _out_of_memory_named(trainer):
             trainer.run()
+        del trainer  # its model holds the process group: `finish` collects it first
         distributed.finish(joined, together=True)  # the rest is rank 0's alone
         if procs.is_main:
             remember_run(run_dir)
