@@ -602,13 +602,20 @@ def average_or_one_line(paths: list[Path], output: Path) -> None:
 
 def resumes_or_one_line(run: Path, state: dict, folder: Path) -> None:
     """`nmt train RUN --resume` from a copy of the run whose last.pt holds `state` (its step
-    files removed): it resumes, or exits 1 with one line naming the checkpoint."""
+    files removed): it resumes, or exits 1 with one line naming the checkpoint, or (a value the
+    run may not change differs from config.yaml's: nmt cannot tell which file is wrong) exits 2
+    with one line naming the key and the checkpoint that holds the other value."""
     copy = folder / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.pt"))
-    torch.save(state, copy / "checkpoints" / "last.pt")
+    checkpoint = copy / "checkpoints" / "last.pt"
+    torch.save(state, checkpoint)
     code, _, err = run_main(["train", copy, "--resume"])
-    if code != 0:
-        message = cli_error_line(code, err.splitlines()[-1] + "\n" if err else err, "checkpoint error", 1)
+    line = err.splitlines()[-1] + "\n" if err else err
+    if code == 2:
+        message = cli_error_line(code, line, "config error", 2)
+        assert f"(its checkpoint {checkpoint} says so)" in message, message
+    elif code != 0:
+        message = cli_error_line(code, line, "checkpoint error", 1)
         assert message.startswith(str(copy / "checkpoints")), message
 
 
@@ -644,6 +651,7 @@ def damaged(state: dict, section: str | None, key: str, value) -> dict:
         (None, "rng_ranks", [{"cpu": torch.zeros(3)}]),  # defect: TypeError from torch.set_rng_state
         ("model", "src_embed.weight", torch.zeros(2)),  # defect: RuntimeError from load_state_dict
         ("tokenizers", "src", b"not a sentencepiece model"),  # defect: the one line did not name the file
+        (None, "rng_ranks", torch.zeros(0)),  # the long profile's find: "Boolean value of Tensor" traceback
     ],
 )
 def test_a_resume_from_a_damaged_training_state_is_one_line_naming_the_file(
@@ -658,9 +666,30 @@ def test_a_resume_from_a_damaged_training_state_is_one_line_naming_the_file(
     assert message.startswith(f"{copy / 'checkpoints' / 'last.pt'}: cannot resume from it: "), message
 
 
+def test_a_resume_whose_checkpoint_config_lost_a_section_names_the_checkpoint(tmp_path, tiny_run, good_checkpoint):
+    """The long profile's find: last.pt's config without its data section reads as data.train ''
+    (a default), unlike config.yaml's: exit 2 naming the key and last.pt (it named the run only)."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("*.pt"))
+    state = dict(good_checkpoint[0], config={k: v for k, v in good_checkpoint[0]["config"].items() if k != "data"})
+    torch.save(state, copy / "checkpoints" / "last.pt")
+    code, _, err = run_main(["train", copy, "--resume"])
+    message = cli_error_line(code, err.splitlines()[-1] + "\n", "config error", 2)
+    assert message.startswith(f"data.train: the run in {copy} was trained with '' (its checkpoint "), message
+    assert f"{copy / 'checkpoints' / 'last.pt'} says so), this config says " in message, message
+
+
 @pytest.mark.parametrize(
     "section,key,value",
-    [("model", "src_embed.weight", [1, 2]), ("tokenizers", "src", None), (None, "config", "x"), (None, "model", 5)],
+    [
+        ("model", "src_embed.weight", [1, 2]),
+        ("tokenizers", "src", None),
+        (None, "config", "x"),
+        (None, "model", 5),
+        (None, "tokenizers", {"src": b"x"}),  # the long profile's find: no "tgt" was a KeyError in nmt average
+        ("config", "data", torch.zeros(0)),  # the long profile's find: a traceback comparing configs in average
+        ("config", "data", {0: None}),  # the long profile's find: a traceback sorting its keys in average
+    ],
 )
 def test_a_checkpoint_with_contents_of_the_wrong_type_is_one_line_for_every_loader(
     tmp_path, tiny_run, good_checkpoint, section, key, value
@@ -676,6 +705,16 @@ def test_a_checkpoint_with_contents_of_the_wrong_type_is_one_line_for_every_load
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match=rf"^{path}: damaged checkpoint"):
         average([tiny_run / "checkpoints" / "last.pt", path], tmp_path / "avg.pt")
+
+
+def test_a_checkpoint_whose_format_is_a_tensor_is_not_an_nmt_checkpoint(tmp_path, good_checkpoint):
+    """The long profile's find: a tensor as the format number was a traceback (its comparison)."""
+    from nmt.rundir.checkpoint import load_checkpoint
+
+    path = tmp_path / "bad.pt"
+    torch.save(damaged(good_checkpoint[0], None, "format", torch.zeros(0)), path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: not an nmt checkpoint"):
+        load_checkpoint(path)
 
 
 # --- every command that loads a checkpoint, as a subprocess: one line, no code run -----------------------

@@ -70,7 +70,9 @@ def test_resume_refuses_a_different_model_and_a_plain_train_refuses_a_run(tmp_pa
     nmt.train(tiny_config(tmp_path, "run", max_steps=2))
     changed = tiny_config(tmp_path, "run", max_steps=4)
     changed.model.emb_size = 32
-    with pytest.raises(ConfigError, match=r"model\.emb_size: the run in .* was trained with 16, this config says 32"):
+    said = r"model\.emb_size: the run in .* was"
+    said += r" trained with 16 \(its checkpoint .*last\.pt says so\), this config says 32"
+    with pytest.raises(ConfigError, match=said):
         nmt.train(changed, resume=True)
     with pytest.raises(ConfigError, match="pass --resume to continue it, --overwrite to replace it"):
         nmt.train(tiny_config(tmp_path, "run", max_steps=2))
@@ -254,7 +256,9 @@ def test_resume_may_switch_model_textbook_but_no_other_model_key(tmp_path):
     cfg.model.textbook = not cfg.model.textbook  # the same computation, another implementation
     _check_same_training(cfg, stored, tmp_path / "last.pt")
     cfg.model.dropout = 0.5
-    with pytest.raises(ConfigError, match=r"model\.dropout: .* trained with 0\.3, this config says 0\.5"):
+    with pytest.raises(
+        ConfigError, match=r"model\.dropout: .* trained with 0\.3 \(its checkpoint .*\), this config says 0\.5"
+    ):
         _check_same_training(cfg, stored, tmp_path / "last.pt")
 
 

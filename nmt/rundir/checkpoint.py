@@ -149,7 +149,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     except Exception as e:  # noqa: BLE001 - any failure of the safe unpickler means a bad file
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+    if not isinstance(state, dict) or type(state.get("format")) is not int or state["format"] != FORMAT_VERSION:
         raise CheckpointError(f"{path}: not an nmt checkpoint (format {FORMAT_VERSION})")
     missing = [key for key in MODEL_KEYS if key not in state]
     if missing:

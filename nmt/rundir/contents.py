@@ -56,9 +56,11 @@ def model_contents_problem(state: dict[str, Any]) -> str | None:
     tokenizers, weights = state["tokenizers"], state["model"]
     if not isinstance(state["config"], dict):
         return f"config: expected a mapping, got {short_repr(state['config'])}"
+    if (where := _not_plain(state["config"], "config")) is not None:
+        return f"{where}: expected a plain value (what YAML writes), got {short_repr(_at(state, where))}"
     if not (isinstance(tokenizers, dict) and isinstance(tokenizers.get("src"), bytes)):
         return f"tokenizers: expected {{src: bytes, tgt: bytes or null}}, got {short_repr(tokenizers)}"
-    if not isinstance(tokenizers.get("tgt"), (bytes, type(None))):
+    if "tgt" not in tokenizers or not isinstance(tokenizers["tgt"], (bytes, type(None))):  # (absent: not joint)
         return f"tokenizers: expected {{src: bytes, tgt: bytes or null}}, got {short_repr(tokenizers)}"
     if not isinstance(weights, dict):
         return f"model: expected a mapping of weights, got {short_repr(weights)}"
@@ -97,6 +99,32 @@ def dev_metrics(state: dict[str, Any]) -> dict[str, float]:
     progress = state.get("progress")
     scores = progress.get("scores", {}) if isinstance(progress, dict) else {}
     return scores if _scores_problem(scores) is None else {}
+
+
+PLAIN = (str, int, float, bool, type(None))
+
+
+def _not_plain(value: Any, path: str) -> str | None:
+    """The dotted path of the first value inside `value` that YAML would not write (a tensor, bytes,
+    a mapping with keys other than strings), None if there is none: such a value breaks every
+    comparison of configs."""
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return path
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None if isinstance(value, PLAIN) else path
+    return next((found for key, item in items if (found := _not_plain(item, f"{path}.{key}")) is not None), None)
+
+
+def _at(state: dict, path: str) -> Any:
+    """The value at a dotted path `_not_plain` returned."""
+    value: Any = state
+    for key in path.split("."):
+        value = value[int(key)] if isinstance(value, (list, tuple)) else value[key]
+    return value
 
 
 def _is_int(value: Any) -> bool:
@@ -155,12 +183,16 @@ def training_state_problem(state: dict[str, Any]) -> str | None:
         return f"progress.scores: {problem}"
     if not (isinstance(schedule, dict) and _is_number(schedule.get("scale")) and _is_int(schedule.get("bad"))):
         return f"schedule: expected {{scale: number, bad: integer}}, got {short_repr(schedule)}"
-    ranks = state.get("rng_ranks") or [{"cpu": state["rng"], "cuda": None}]
+    ranks = rank_random_states(state)
     if not isinstance(ranks, list) or not all(_is_rank_state(r) for r in ranks):
         return "rng_ranks: expected a list of random states (byte tensors), one per process"
     return None
 
 
 def rank_random_states(state: dict[str, Any]) -> list[dict]:
-    """Every rank's random states; a checkpoint written before rng_ranks has rank 0's CPU state."""
-    return state.get("rng_ranks") or [{"cpu": state["rng"], "cuda": None}]
+    """Every rank's random states; a checkpoint written before rng_ranks has rank 0's CPU state.
+    (What a damaged file holds there is returned as it is, for training_state_problem to refuse.)"""
+    ranks = state.get("rng_ranks")
+    if ranks is None or (isinstance(ranks, list) and not ranks):
+        return [{"cpu": state["rng"], "cuda": None}]
+    return ranks

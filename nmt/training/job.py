@@ -279,6 +279,8 @@ def _stored_config(stored: dict, path: Path) -> Config:
 
 def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
     """Refuse to resume when `cfg` differs from the run's stored config on a RESUME_KEYS key.
+    The message names the checkpoint `path` the stored value comes from: nmt cannot tell a
+    changed config from a damaged checkpoint, the user can.
 
     The stored config is read as this nmt reads a config (a key added since the run was
     written takes its default), so that runs of an older nmt stay resumable."""
@@ -290,8 +292,8 @@ def _check_same_training(cfg: Config, stored: dict, path: Path) -> None:
             if a.get(key) != b.get(key):
                 name = f"{section}.{key}" if section else key
                 raise ConfigError(
-                    f"{name}: the run in {cfg.run_dir} was trained with {b.get(key)!r}, "
-                    f"this config says {a.get(key)!r}; "
+                    f"{name}: the run in {cfg.run_dir} was trained with {b.get(key)!r} (its checkpoint "
+                    f"{path} says so), this config says {a.get(key)!r}; "
                     "a resumed run may change only limits and schedules"
                 )
 
