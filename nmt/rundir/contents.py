@@ -105,18 +105,24 @@ PLAIN = (str, int, float, bool, type(None))
 
 
 def _not_plain(value: Any, path: str) -> str | None:
-    """The dotted path of the first value inside `value` that YAML would not write (a tensor, bytes,
-    a mapping with keys other than strings), None if there is none: such a value breaks every
-    comparison of configs."""
-    if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
+    """The dotted path of a value inside `value` that YAML would not write (a tensor, bytes, a
+    mapping with keys other than strings), None if there is none: such a value breaks every
+    comparison of configs. Each list or mapping is looked at once, however often it is shared (a
+    crafted config can share one list thousands of times over: see the alias bombs)."""
+    seen, todo = set(), [(value, path)]
+    while todo:
+        value, path = todo.pop()
+        if isinstance(value, PLAIN):
+            continue
+        if not isinstance(value, (dict, list, tuple)) or (
+            isinstance(value, dict) and not all(isinstance(key, str) for key in value)
+        ):
             return path
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return None if isinstance(value, PLAIN) else path
-    return next((found for key, item in items if (found := _not_plain(item, f"{path}.{key}")) is not None), None)
+        if id(value) not in seen:
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            todo.extend((item, f"{path}.{key}") for key, item in items)
+    return None
 
 
 def _at(state: dict, path: str) -> Any:
