@@ -130,6 +130,7 @@ def test_translate_stdin_uses_the_latest_run(run_nmt):
     assert sum(h == c for h, c in zip(out, correct) if c) >= 2, out
 
 
+@pytest.mark.slow
 def test_translate_in_bf16_agrees_with_fp32_and_fp16_is_refused_on_the_cpu(trained, run_nmt, one_line_error):
     """decoding.precision: the search's model under bf16 autocast gives (nearly) the fp32
     translations, one line per input; fp16 is for GPUs."""
@@ -160,9 +161,9 @@ def test_translate_line_endings_and_counts(run_nmt):
 
 
 def test_translate_a_line_far_longer_than_training_gives_one_line_and_a_note(run_nmt, tmp_path):
-    """A file mixing CRLF, blank lines, control characters and a line of 4,000 characters, with no
-    final newline: one output line each, in order."""
-    text = "3 May 1979\r\n\n" + "12 June 2001 " * 300 + "\n\x07 4 july 1990\x1b\n   \n5.6.2007"
+    """A file mixing CRLF, blank lines, control characters and a line of 780 characters (far past
+    the longest training source), with no final newline: one output line each, in order."""
+    text = "3 May 1979\r\n\n" + "12 June 2001 " * 60 + "\n\x07 4 july 1990\x1b\n   \n5.6.2007"
     (tmp_path / "in.txt").write_bytes(text.encode("utf-8"))
     result = run_nmt("translate", "--beam", "2", "-i", tmp_path / "in.txt", "-o", tmp_path / "out.txt")
     assert result.returncode == 0, result.stderr
@@ -303,6 +304,23 @@ def test_evaluate_set_applies_to_the_search_and_is_checked(trained, run_nmt, tmp
     for bad, expected in (("no.such.key=1", "no: unknown key"), ("decoding.beam_size=0", "decoding.beam_size: ")):
         message = one_line_error(run_nmt("evaluate", run_dir, "--set", bad, "-o", out), "config error", 2)
         assert message.startswith(expected), message
+
+
+def test_help_usage_errors_and_bleu_do_not_import_torch(tmp_path):
+    """Commands that need no model answer without loading PyTorch (two seconds of every start)."""
+    (tmp_path / "hyp.txt").write_text("a cat sat\n")
+    code = (
+        "import sys, contextlib, io\n"
+        "from nmt.cli import main\n"
+        f"assert main(['bleu', {str(tmp_path / 'hyp.txt')!r}, {str(tmp_path / 'hyp.txt')!r}]) == 0\n"
+        "with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['translate', '--beam', '0'])\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "[]", result.stdout + result.stderr
 
 
 def test_bleu_matches_sacrebleu_cli(trained, run_nmt):

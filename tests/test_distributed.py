@@ -193,6 +193,7 @@ def test_an_error_on_rank_0_stops_both_and_is_said_once(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("nmt: data error: ") and "missing" in errors[0], result.stderr
 
 
+@pytest.mark.slow
 def test_a_stop_signal_saves_once_and_all_processes_stop(tmp_path):
     """SIGTERM to torchrun (as a cluster scheduler sends): both ranks stop after the same step,
     rank 0 saves last.pt, and the run resumes."""
@@ -224,6 +225,7 @@ def test_a_stop_signal_saves_once_and_all_processes_stop(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_both_processes_at_the_same_step(tmp_path):
     """Validation is sharded and gathered, so both ranks see the same dev score and count the
     same patience: they leave the loop together (a rank left behind would wait forever)."""
@@ -397,6 +399,7 @@ def _out_of_memory_line(stderr: str) -> str:
     return ours[0]
 
 
+@pytest.mark.slow
 def test_running_out_of_memory_is_one_line_and_the_run_resumes(tmp_path):
     """The allocator fails in step 6 of a one-process run: one line that says out of memory, at
     which step, and what to do; exit 1; `--resume` continues from the step-4 checkpoint."""

@@ -133,6 +133,7 @@ def test_a_restart_loop_killed_at_random_moments_ends_in_a_finished_run(tmp_path
 # --- two trainers ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_trainer_on_a_run_directory_in_use_refuses_naming_the_first(tmp_path):
     config = write_config(tmp_path, "run", max_steps=100_000, valid_every=5)
     first = start(config, stderr=tmp_path / "first.err")

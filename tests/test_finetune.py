@@ -117,6 +117,7 @@ def test_a_model_key_that_differs_from_the_parents_stops_with_one_line(parent, t
     assert not (tmp_path / "child" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_fine_tune_equals_an_uninterrupted_one_without_reading_the_parent(parent, tmp_path):
     """A fine-tune killed (SIGKILL) after its first checkpoint, its parent deleted, then resumed:
     it ends bit-identical to one that ran straight through."""

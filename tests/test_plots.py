@@ -125,7 +125,7 @@ def test_plot_attention_writes_the_translations_first(tmp_path):
 def test_plot_attention_skips_a_figure_too_large_to_draw(tmp_path, nmt_cli):
     run = save_run(tiny_translator(8), tmp_path / "run")
     lines = "a b\n" + "a b c d e " * 60 + "\nc d\n"  # line 2: 300 source subwords
-    result = nmt_cli("translate", "-m", run, "--plot-attention", tmp_path / "pics", input=lines)
+    result = nmt_cli("translate", "-m", run, "--beam", "1", "--plot-attention", tmp_path / "pics", input=lines)
     assert result.returncode == 0 and result.stdout.count("\n") == 3, result.stderr
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["00001.png", "00003.png"]
     notes = [line for line in result.stderr.splitlines() if "not drawn" in line]

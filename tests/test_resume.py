@@ -90,7 +90,7 @@ def test_resume_with_nothing_to_resume_starts_a_new_run(tmp_path):
     assert last(run)["progress"]["step"] == 2 and "an earlier attempt" not in (run / "train.log").read_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(tmp_path, sig, nmt_cli, one_line_error):
     """The run directory is relative to the working directory of `nmt train`; the command the
     message gives works from any other (absolute paths)."""
@@ -265,6 +265,7 @@ def test_resume_may_switch_model_textbook_but_no_other_model_key(tmp_path):
 # --- which directory is the run, and from where ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_run_directory_named_is_the_run_and_resumes_from_anywhere(tmp_path, nmt_cli, one_line_error):
     """`cp -r runs/a runs/b; nmt train runs/b --resume` trains b, not the run_dir b's config.yaml
     names; relative data paths were stored absolute, so b resumes from another directory."""

@@ -51,6 +51,7 @@ class Server:
             start_new_session=new_session,  # a process group of its own, as a terminal's job is
             env=None if env is None else {**os.environ, **env},
         )
+        self.signalled = False
         line = self._first_line(timeout=120)
         found = re.search(r"http://[^/]+:(\d+)/", line)
         if not found:
@@ -98,9 +99,15 @@ class Server:
             assert time.monotonic() < deadline, f"{name} never reached {value}"
             time.sleep(0.02)
 
+    def send_signal(self, sig: int) -> None:
+        """A signal to the server, remembered: `stop` then waits without sending a second one."""
+        self.signalled = True
+        self.process.send_signal(sig)
+
     def stop(self) -> tuple[int, str]:
-        """SIGTERM, then (exit status, the rest of stderr)."""
-        if self.process.poll() is None:
+        """SIGTERM (unless one was sent already: a second one, once the server has stopped and its
+        default handler is back, ends it by default), then (exit status, the rest of stderr)."""
+        if self.process.poll() is None and not self.signalled:
             self.process.send_signal(signal.SIGTERM)
         try:
             _, err = self.process.communicate(timeout=60)
@@ -390,7 +397,7 @@ def test_sigterm_answers_the_requests_sent_just_before_it_on_new_connections(tra
     connections = [socket.create_connection(("127.0.0.1", s.port), timeout=120) for _ in range(200)]
     for connection in connections:
         connection.sendall(head.encode() + body)
-    s.process.send_signal(signal.SIGTERM)
+    s.send_signal(signal.SIGTERM)
     answers = []
     for connection in connections:
         with connection, connection.makefile("rb") as f:
@@ -555,6 +562,7 @@ def test_workers_are_processes_and_one_killed_decodes_its_batch_again(trained, t
     assert err.count("nmt: a decoding worker stopped (exit code -9): started again\n") == 2, err
 
 
+@pytest.mark.slow
 def test_a_batch_whose_worker_keeps_dying_fails_with_a_500_that_says_so(trained):
     """A worker that dies again on the batch it decodes once more (here: every worker process
     killed every 0.2 s until the request is answered) fails that batch's request with a 500
@@ -668,6 +676,7 @@ def test_the_token_can_come_from_the_environment_and_a_bad_token_file_is_one_lin
     assert message == f"--token-file {empty}: its first line is empty: expected the token"
 
 
+@pytest.mark.slow
 def test_listening_beyond_the_loopback_without_a_token_warns_once(trained, tmp_path):
     path = tmp_path / "token"
     path.write_text(TOKEN)
@@ -685,7 +694,7 @@ def test_listening_beyond_the_loopback_without_a_token_warns_once(trained, tmp_p
 def test_sigterm_as_soon_as_the_server_says_it_serves_stops_it(trained):
     """A signal between the line and uvicorn's own handlers was once swallowed: it served on."""
     s = Server(trained[0], "--workers", "1")
-    s.process.send_signal(signal.SIGTERM)
+    s.send_signal(signal.SIGTERM)
     code, err = s.process.wait(timeout=30), s.process.stderr.read()
     assert code == 0 and err.strip() == "nmt: server stopped (SIGTERM): finished the requests in flight", err
 

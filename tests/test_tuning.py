@@ -39,6 +39,7 @@ def test_tune_table_best_and_stored_defaults(tmp_path):
     assert (loaded.cfg.decoding.beam_size, loaded.cfg.decoding.alpha) == (3, 0.25)
 
 
+@pytest.mark.slow
 def test_cli_tune_write_then_translate_uses_it(tmp_path, nmt_cli):
     tr = tiny_translator(6)
     run = save_run(tr, tmp_path / "run")

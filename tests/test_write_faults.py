@@ -183,7 +183,9 @@ def test_each_write_of_nmt_prepare_failed_in_turn_is_one_line_and_prepare_resume
         capsys.readouterr()
 
 
-@pytest.mark.parametrize("error", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
+@pytest.mark.parametrize(
+    "error", [pytest.param(errno.EIO, marks=pytest.mark.slow), errno.ENOSPC], ids=["EIO", "ENOSPC"]
+)
 def test_a_failed_write_of_a_translation_or_an_average_keeps_the_old_file(tmp_path, inject, capsys, error):
     """Every write and fsync of the output failed in turn: one line, exit 1, the old file as it
     was; except when only the folder's fsync after the rename fails: the new file is then whole

@@ -11,7 +11,6 @@ from nmt.cli.streams import DRAWING_FAILURES, load_translator, note, read_input,
 from nmt.data.corpus import read_lines
 from nmt.errors import DataError
 from nmt.files import check_folder, check_output, write_lines
-from nmt.translate.alignment import ALIGNMENTS, pharaoh
 
 #: an attention heatmap with more subwords than this on a side is not drawn: it would be a picture
 #: of hundreds of megapixels (gigabytes of memory to render), and unreadable
@@ -54,6 +53,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def output_lines(results: list[list], n_best: int, align: str | None) -> list[str]:
     """What `nmt translate` prints: a line per input line (TEXT), or n_best per input line
     (LINE ||| TEXT ||| SCORE); with `align` ("words" or "pieces"), ' ||| ' and the links last."""
+    from nmt.translate.alignment import ALIGNMENTS, pharaoh  # here: torch is not needed to parse arguments
 
     def links(t) -> str:
         return "" if t.attention is None else pharaoh(ALIGNMENTS[align](t.src_pieces, t.tgt_pieces, t.attention))
